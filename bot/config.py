@@ -1,0 +1,140 @@
+"""All settings, read from environment variables in this one place.
+
+`Settings.from_env(environ)` is a pure function of a mapping so tests pass a dict. Every
+problem is collected, so one run names every missing or invalid variable at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+DEFAULT_KLING_API_BASE = "https://api-singapore.klingai.com"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+
+
+class ConfigError(Exception):
+    """One or more settings are missing or invalid; `problems` has one line per setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+    def __str__(self) -> str:
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        return f"Settings need attention (see README, 'Settings'):\n{lines}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    kling_api_base: str = DEFAULT_KLING_API_BASE
+    kling_access_key: str = field(default="", repr=False)
+    kling_secret_key: str = field(default="", repr=False)
+    kling_api_key: str = field(default="", repr=False)
+    kling_lookback_days: int = 365
+    kling_cache_ttl_s: int = 300
+    allowed_users: frozenset[str] = frozenset()
+    allowed_channels: frozenset[str] = frozenset()
+    slack_bot_token: str = field(default="", repr=False)
+    slack_signing_secret: str = field(default="", repr=False)
+    slack_app_token: str = field(default="", repr=False)
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    port: int = 3000
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, need_kling: bool = True, need_slack: bool = False) -> Settings:
+        """Read settings; raise `ConfigError` naming every missing or invalid one.
+
+        `need_kling` / `need_slack` say which credentials this command cannot run without.
+        """
+        problems: list[str] = []
+
+        def text(name: str) -> str:
+            return environ.get(name, "").strip()
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = text(name)
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                problems.append(f"{name}={raw!r} is not a whole number (default {default})")
+                return default
+            if not low <= value <= high:
+                problems.append(f"{name}={value} is out of range: use {low} to {high} (default {default})")
+                return default
+            return value
+
+        def url(name: str, default: str) -> str:
+            raw = text(name) or default
+            parsed = urlparse(raw)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                problems.append(f"{name}={raw!r} is not an http(s) URL (default {default})")
+                return default
+            return raw
+
+        def id_list(name: str) -> frozenset[str]:
+            return frozenset(part.strip() for part in text(name).split(",") if part.strip())
+
+        access, secret, api_key = text("KLING_ACCESS_KEY"), text("KLING_SECRET_KEY"), text("KLING_API_KEY")
+        if not api_key:
+            if access and not secret:
+                problems.append("KLING_SECRET_KEY is missing: it is needed with KLING_ACCESS_KEY")
+            elif secret and not access:
+                problems.append("KLING_ACCESS_KEY is missing: it is needed with KLING_SECRET_KEY")
+            elif need_kling and not access:
+                problems.append(
+                    "Kling credentials are missing: set KLING_ACCESS_KEY and KLING_SECRET_KEY, "
+                    "or KLING_API_KEY (or use --demo to try the bot without keys)"
+                )
+
+        bot_token, signing_secret = text("SLACK_BOT_TOKEN"), text("SLACK_SIGNING_SECRET")
+        app_token = text("SLACK_APP_TOKEN")
+        if need_slack:
+            if not bot_token:
+                problems.append("SLACK_BOT_TOKEN is missing: the bot token (xoxb-...) from the Slack app's OAuth page")
+            elif not bot_token.startswith("xoxb-"):
+                problems.append("SLACK_BOT_TOKEN does not look like a bot token: it should start with xoxb-")
+            if app_token and not app_token.startswith("xapp-"):
+                problems.append("SLACK_APP_TOKEN does not look like an app-level token: it should start with xapp-")
+            if not app_token and not signing_secret:
+                problems.append(
+                    "SLACK_SIGNING_SECRET is missing: HTTP mode needs it to verify requests "
+                    "(or set SLACK_APP_TOKEN for Socket Mode)"
+                )
+
+        level = (text("LOG_LEVEL") or "INFO").upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems.append(f"LOG_LEVEL={level!r} is not one of DEBUG, INFO, WARNING, ERROR (default INFO)")
+            level = "INFO"
+
+        slack_api_url = url("SLACK_API_URL", DEFAULT_SLACK_API_URL)
+        if not slack_api_url.endswith("/"):
+            slack_api_url += "/"
+
+        settings = cls(
+            kling_api_base=url("KLING_API_BASE", DEFAULT_KLING_API_BASE).rstrip("/"),
+            kling_access_key=access,
+            kling_secret_key=secret,
+            kling_api_key=api_key,
+            kling_lookback_days=integer("KLING_LOOKBACK_DAYS", 365, 1, 3650),
+            kling_cache_ttl_s=integer("KLING_CACHE_TTL", 300, 0, 86400),
+            allowed_users=id_list("KLING_ALLOWED_USERS"),
+            allowed_channels=id_list("KLING_ALLOWED_CHANNELS"),
+            slack_bot_token=bot_token,
+            slack_signing_secret=signing_secret,
+            slack_app_token=app_token,
+            slack_api_url=slack_api_url,
+            port=integer("PORT", 3000, 0, 65535),
+            log_level=level,
+        )
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.slack_app_token)

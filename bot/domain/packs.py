@@ -1,0 +1,172 @@
+"""Resource packs as the bot understands them, and pure functions over them.
+
+Nothing here knows about HTTP or Slack: the Kling client builds these objects, the views
+and alerting read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class PackStatus(StrEnum):
+    TO_BE_ONLINE = "toBeOnline"
+    ONLINE = "online"
+    EXPIRED = "expired"
+    RUN_OUT = "runOut"
+
+    @property
+    def label(self) -> str:
+        return _STATUS_LABELS[self]
+
+
+_STATUS_LABELS = {
+    PackStatus.TO_BE_ONLINE: "Not yet active",
+    PackStatus.ONLINE: "Active",
+    PackStatus.EXPIRED: "Expired",
+    PackStatus.RUN_OUT: "Used up",
+}
+
+
+class PackType(StrEnum):
+    DECREASING_TOTAL = "decreasing_total"
+    CONSTANT_PERIOD = "constant_period"
+
+
+# Kling may add values the bot does not know yet; those are kept as the raw string so they
+# can still be shown rather than crashing the parse.
+Status = PackStatus | str
+Type = PackType | str
+
+ACTIVE_STATUSES = frozenset({PackStatus.ONLINE, PackStatus.TO_BE_ONLINE})
+
+
+def parse_status(value: str) -> Status:
+    try:
+        return PackStatus(value)
+    except ValueError:
+        return value
+
+
+def parse_type(value: str) -> Type:
+    try:
+        return PackType(value)
+    except ValueError:
+        return value
+
+
+def status_label(status: Status) -> str:
+    return status.label if isinstance(status, PackStatus) else f"Unknown status “{status}”"
+
+
+def family_of(name: str) -> str:
+    """The pack family: the part of the name before " - " ("Video Generation")."""
+    head, sep, _ = name.partition(" - ")
+    return head.strip() if sep and head.strip() else name.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcePack:
+    name: str
+    pack_id: str
+    pack_type: Type
+    total: float
+    remaining: float
+    purchase_time: datetime | None
+    effective_time: datetime | None
+    invalid_time: datetime | None
+    status: Status
+
+    @property
+    def family(self) -> str:
+        return family_of(self.name)
+
+    @property
+    def is_active(self) -> bool:
+        """Online or bought-but-not-yet-effective: the packs shown by default."""
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def fraction_left(self) -> float | None:
+        if self.total <= 0:
+            return None
+        return max(0.0, min(1.0, self.remaining / self.total))
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyTotal:
+    """What one family of packs has left. Only online packs count as usable;
+    packs not yet effective are summed apart so the two are never confused."""
+
+    family: str
+    remaining: float
+    total: float
+    online_packs: int
+    pending_remaining: float = 0.0
+    pending_packs: int = 0
+    next_expiry: datetime | None = field(default=None)
+
+    @property
+    def fraction_left(self) -> float | None:
+        if self.total <= 0:
+            return None
+        return max(0.0, min(1.0, self.remaining / self.total))
+
+
+@dataclass(slots=True)
+class _FamilyAcc:
+    remaining: float = 0.0
+    total: float = 0.0
+    online: int = 0
+    pending_remaining: float = 0.0
+    pending: int = 0
+    next_expiry: datetime | None = None
+
+
+def family_totals(packs: Iterable[ResourcePack]) -> list[FamilyTotal]:
+    """Totals per family, sorted by family name; families with no active pack are left out."""
+    acc: dict[str, _FamilyAcc] = {}
+    for pack in packs:
+        if not pack.is_active:
+            continue
+        row = acc.setdefault(pack.family, _FamilyAcc())
+        if pack.status == PackStatus.ONLINE:
+            row.remaining += pack.remaining
+            row.total += pack.total
+            row.online += 1
+            if pack.invalid_time and (row.next_expiry is None or pack.invalid_time < row.next_expiry):
+                row.next_expiry = pack.invalid_time
+        else:
+            row.pending_remaining += pack.remaining
+            row.pending += 1
+    return [
+        FamilyTotal(
+            family=name,
+            remaining=row.remaining,
+            total=row.total,
+            online_packs=row.online,
+            pending_remaining=row.pending_remaining,
+            pending_packs=row.pending,
+            next_expiry=row.next_expiry,
+        )
+        for name, row in sorted(acc.items(), key=lambda kv: kv[0].casefold())
+    ]
+
+
+def _sort_key(pack: ResourcePack) -> tuple[int, float, str]:
+    # Active packs first, soonest expiry first; a pack with no expiry goes last in its group.
+    group = 0 if pack.status == PackStatus.ONLINE else 1 if pack.is_active else 2
+    expiry = pack.invalid_time.timestamp() if pack.invalid_time else float("inf")
+    return (group, expiry, pack.name.casefold())
+
+
+def select_packs(
+    packs: Sequence[ResourcePack], *, include_inactive: bool = False, name_filter: str = ""
+) -> list[ResourcePack]:
+    """The packs a user asked to see, in display order."""
+    needle = name_filter.strip().casefold()
+    chosen = [p for p in packs if (include_inactive or p.is_active) and (not needle or needle in p.name.casefold())]
+    return sorted(chosen, key=_sort_key)

@@ -1,0 +1,106 @@
+"""Cached balances with single flight, and stale answers when Kling fails.
+
+Any number of concurrent callers within one TTL cause one upstream call: the first takes
+the lock and fetches, the others wait on the same lock and then read what it fetched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cachetools import TTLCache
+
+from bot.clock import Clock
+from bot.domain.packs import ResourcePack
+from bot.kling.errors import KlingError
+
+log = logging.getLogger(__name__)
+
+_KEY = "packs"
+# After a failed fetch, callers within this window get the same answer (stale data or the
+# error) instead of each waiting out another round of retries against a failing Kling.
+FAILURE_REUSE_S = 30.0
+# `refresh` still shares a fetch that started this recently (Kling allows one call a second).
+REFRESH_SHARE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The packs as Kling reported them at `fetched_at`.
+
+    `stale` is set when this is an earlier answer served because the latest refresh failed;
+    `error` then says why.
+    """
+
+    packs: tuple[ResourcePack, ...]
+    fetched_at: datetime
+    stale: bool = False
+    error: KlingError | None = None
+
+    def age(self, now: datetime) -> timedelta:
+        return max(timedelta(0), now - self.fetched_at)
+
+
+class PackCache:
+    def __init__(
+        self,
+        fetch: Callable[[], Sequence[ResourcePack]],
+        *,
+        ttl_s: float,
+        clock: Clock,
+    ) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._fresh: TTLCache[str, Snapshot] = TTLCache(maxsize=1, ttl=ttl_s, timer=clock.monotonic)
+        self._lock = threading.Lock()
+        self._last_good: Snapshot | None = None
+        self._last_good_started = float("-inf")
+        self._last_failure: tuple[float, KlingError] | None = None
+        self.upstream_calls = 0
+
+    def get(self, *, refresh: bool = False) -> Snapshot:
+        """The current packs; `refresh` skips the cache but still shares a just-started fetch.
+
+        Raises `KlingError` only when the fetch failed and no earlier answer exists.
+        """
+        asked = self._clock.monotonic()
+        with self._lock:
+            if refresh:
+                if self._last_good is not None and self._last_good_started >= asked - REFRESH_SHARE_S:
+                    return self._last_good
+            else:
+                cached = self._fresh.get(_KEY)
+                if cached is not None:
+                    return cached
+            if self._last_failure is not None:
+                failed_at, error = self._last_failure
+                reuse_for = REFRESH_SHARE_S if refresh else FAILURE_REUSE_S
+                if failed_at >= asked - reuse_for:
+                    return self._stale_or_raise(error)
+            return self._fetch_locked()
+
+    def _fetch_locked(self) -> Snapshot:
+        started = self._clock.monotonic()
+        self.upstream_calls += 1
+        try:
+            packs = self._fetch()
+        except KlingError as exc:
+            self._last_failure = (self._clock.monotonic(), exc)
+            log.warning("Kling balance refresh failed: %s", exc.describe())
+            return self._stale_or_raise(exc)
+        snapshot = Snapshot(packs=tuple(packs), fetched_at=self._clock.now())
+        self._fresh[_KEY] = snapshot
+        self._last_good = snapshot
+        self._last_good_started = started
+        self._last_failure = None
+        return snapshot
+
+    def _stale_or_raise(self, error: KlingError) -> Snapshot:
+        if self._last_good is None:
+            raise error
+        return dataclasses.replace(self._last_good, stale=True, error=error)

@@ -1,0 +1,176 @@
+"""The `/account/costs` client: auth, one request per second, bounded retries."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import timedelta
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception
+
+from bot.clock import Clock
+from bot.domain.packs import ResourcePack
+from bot.kling.auth import Credentials
+from bot.kling.errors import (
+    AuthenticationError,
+    KlingConnectionError,
+    KlingError,
+    MalformedReplyError,
+    RateLimitedError,
+)
+from bot.kling.parse import parse_reply
+from bot.kling.ratelimit import MinIntervalLimiter
+
+log = logging.getLogger(__name__)
+
+COSTS_PATH = "/account/costs"
+# Kling asks callers to keep to QPS <= 1.
+MIN_REQUEST_INTERVAL_S = 1.0
+# Retrying stops starting new attempts this long after the first one began.
+RETRY_BUDGET_S = 10.0
+# One attempt may take this long: a slow Kling that answers in 10 s still gets through.
+REQUEST_TIMEOUT_S = 12.0
+# Kling asks for a back-off of at least 1 s on code 1303.
+MIN_RATE_LIMIT_WAIT_S = 1.0
+# Codes that mean "your token's time window is wrong": a fresh token may fix them.
+TOKEN_TIME_CODES = frozenset({1003, 1004})
+
+
+def _backoff(attempt: int, jitter: float) -> float:
+    """Exponential backoff with full jitter: 0.5 s, 1 s, 2 s, 4 s caps."""
+    return min(4.0, 0.5 * 2 ** (attempt - 1)) * jitter
+
+
+class KlingClient:
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials,
+        *,
+        clock: Clock,
+        lookback_days: int = 365,
+        transport: httpx.BaseTransport | None = None,
+        limiter: MinIntervalLimiter | None = None,
+        retry_budget_s: float = RETRY_BUDGET_S,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._credentials = credentials
+        self._clock = clock
+        self._lookback = timedelta(days=lookback_days)
+        self._limiter = limiter or MinIntervalLimiter(MIN_REQUEST_INTERVAL_S, clock)
+        self._retry_budget_s = retry_budget_s
+        self._request_timeout_s = request_timeout_s
+        self._jitter = jitter
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            transport=transport,
+            timeout=httpx.Timeout(request_timeout_s, connect=min(5.0, request_timeout_s)),
+            headers={"Content-Type": "application/json", "User-Agent": "kling-balance-bot"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- public ---------------------------------------------------------------------------
+
+    def fetch_packs(self) -> list[ResourcePack]:
+        """Every resource pack bought within the look-back window, retried within a budget.
+
+        Raises the most specific `KlingError`; after retries its `attempts` says how many.
+        """
+        start = self._clock.monotonic()
+
+        def stop(state: RetryCallState) -> bool:
+            return self._clock.monotonic() - start >= self._retry_budget_s
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            delay = _backoff(state.attempt_number, self._jitter())
+            if isinstance(exc, RateLimitedError):
+                delay = max(delay, MIN_RATE_LIMIT_WAIT_S, exc.retry_after_s)
+            remaining = self._retry_budget_s - (self._clock.monotonic() - start)
+            return max(0.0, min(delay, remaining))
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait_s = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "Kling request failed (%s); retry %d in %.1f s",
+                exc.describe() if isinstance(exc, KlingError) else exc,
+                state.attempt_number,
+                wait_s,
+            )
+
+        retrying = Retrying(
+            stop=stop,
+            wait=wait,
+            retry=retry_if_exception(lambda exc: isinstance(exc, KlingError) and exc.retryable),
+            sleep=self._clock.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    remaining = self._retry_budget_s - (self._clock.monotonic() - start)
+                    # The first attempt gets the full timeout; later ones only what the budget has left.
+                    timeout = (
+                        self._request_timeout_s
+                        if attempt.retry_state.attempt_number == 1
+                        else max(1.0, min(self._request_timeout_s, remaining))
+                    )
+                    return self._fetch_with_fresh_token(timeout)
+        except KlingError as exc:
+            exc.attempts = retrying.statistics.get("attempt_number", 1)
+            exc.elapsed_s = self._clock.monotonic() - start
+            raise
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _fetch_with_fresh_token(self, timeout: float) -> list[ResourcePack]:
+        try:
+            return self._fetch_once(timeout)
+        except AuthenticationError as exc:
+            if exc.code not in TOKEN_TIME_CODES:
+                raise
+            log.info("Kling said the token is not valid now (code %s); minting a fresh one", exc.code)
+            self._credentials.invalidate()
+            return self._fetch_once(timeout)
+
+    def _fetch_once(self, timeout: float) -> list[ResourcePack]:
+        self._limiter.acquire()
+        now = self._clock.now()
+        params = {
+            "start_time": int((now - self._lookback).timestamp() * 1000),
+            "end_time": int(now.timestamp() * 1000),
+        }
+        headers = {"Authorization": f"Bearer {self._credentials.bearer()}"}
+        try:
+            response = self._http.get(COSTS_PATH, params=params, headers=headers, timeout=timeout)
+        except httpx.TimeoutException as exc:
+            raise KlingConnectionError(f"Kling did not answer within {timeout:.0f} s") from exc
+        except httpx.TransportError as exc:
+            raise KlingConnectionError(f"could not reach Kling at {self.base_url} ({type(exc).__name__})") from exc
+        try:
+            body = response.json()
+        except ValueError:
+            if response.status_code < 400:
+                raise MalformedReplyError("Kling reply is not JSON", field="(body)") from None
+            body = None
+        try:
+            return parse_reply(response.status_code, body)
+        except RateLimitedError as exc:
+            exc.retry_after_s = _retry_after(response)
+            raise
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "0")))
+    except ValueError:
+        return 0.0

@@ -1,0 +1,250 @@
+"""The balance message as Block Kit: a pure function from a snapshot to a Slack payload.
+
+Slack's limits shape it: at most 50 blocks, 3000 characters per section text, a plain-text
+fallback under 4000 characters. However many packs there are, the message stays inside
+those limits: family totals always cover every pack, and past `MAX_PACKS_LISTED` the
+pack list is cut with a line saying how to see the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.domain.packs import FamilyTotal, PackStatus, ResourcePack, family_totals, select_packs, status_label
+from bot.kling.cache import Snapshot
+from bot.kling.errors import KlingError
+from bot.views.format import (
+    LAG_NOTE,
+    age,
+    bar,
+    clip,
+    mrkdwn_escape,
+    percent,
+    quantity,
+    relative,
+    slack_date,
+)
+
+MAX_BLOCKS = 50
+SECTION_TEXT_LIMIT = 3000
+FALLBACK_LIMIT = 3900
+# Beyond this many packs a chat message stops being readable; the rest are summarised.
+MAX_PACKS_LISTED = 40
+COMMAND = "/kling-balance"
+
+Message = dict[str, Any]
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, 150), "emoji": True}}
+
+
+def _chunk_sections(
+    entries: Sequence[str], *, max_sections: int, separator: str = "\n"
+) -> tuple[list[dict[str, Any]], int]:
+    """Pack entries into as few sections as fit the per-section text limit, using at most
+    `max_sections`; return the sections and how many entries they hold."""
+    texts: list[str] = []
+    used = 0
+    current = ""
+    for entry in entries:
+        entry = clip(entry, SECTION_TEXT_LIMIT)
+        candidate = f"{current}{separator}{entry}" if current else entry
+        if len(candidate) > SECTION_TEXT_LIMIT:
+            if len(texts) + 1 >= max_sections:
+                break
+            texts.append(current)
+            candidate = entry
+        current = candidate
+        used += 1
+    if current and len(texts) < max_sections:
+        texts.append(current)
+    return [_section(t) for t in texts], used
+
+
+def family_line(total: FamilyTotal, now: datetime) -> str:
+    if total.online_packs:
+        text = (
+            f"*{mrkdwn_escape(total.family)}*  `{bar(total.fraction_left)}` "
+            f"{quantity(total.remaining)} / {quantity(total.total)} left ({percent(total.fraction_left)})"
+        )
+        if total.next_expiry:
+            text += f" · next expiry {slack_date(total.next_expiry)} ({relative(total.next_expiry, now)})"
+    else:
+        text = f"*{mrkdwn_escape(total.family)}*  nothing active yet"
+    if total.pending_packs:
+        text += f" · +{quantity(total.pending_remaining)} in {total.pending_packs} pack(s) not yet active"
+    return text
+
+
+def pack_entry(pack: ResourcePack, now: datetime) -> str:
+    status = status_label(pack.status)
+    if pack.status == PackStatus.ONLINE:
+        status_text = status
+    else:
+        status_text = f"*{status}*"
+    lines = [
+        f"*{mrkdwn_escape(pack.name)}*",
+        f"`{bar(pack.fraction_left)}` {quantity(pack.remaining)} / {quantity(pack.total)} "
+        f"({percent(pack.fraction_left)}) · {mrkdwn_escape(status_text)}",
+    ]
+    if pack.invalid_time:
+        verb = "expired" if pack.invalid_time <= now else "expires"
+        lines[1] += f" · {verb} {slack_date(pack.invalid_time)} ({relative(pack.invalid_time, now)})"
+    if pack.status == PackStatus.TO_BE_ONLINE and pack.effective_time:
+        lines[1] += f" · starts {slack_date(pack.effective_time)}"
+    return "\n".join(lines)
+
+
+def _fallback_line(total: FamilyTotal) -> str:
+    return (
+        f"{total.family}: {quantity(total.remaining)} / {quantity(total.total)} left ({percent(total.fraction_left)})"
+    )
+
+
+def stale_note(snapshot: Snapshot, now: datetime) -> str | None:
+    if not snapshot.stale:
+        return None
+    reason = snapshot.error.describe() if snapshot.error else "the refresh failed"
+    return (
+        f":warning: Kling could not be asked just now ({mrkdwn_escape(reason)}). "
+        f"These balances are from *{age(snapshot.age(now))} ago*."
+    )
+
+
+def _footer(snapshot: Snapshot, now: datetime, *, include_inactive: bool, hidden_inactive: int) -> str:
+    parts = [LAG_NOTE, f"Fetched from Kling {slack_date(snapshot.fetched_at)} ({age(snapshot.age(now))} ago)."]
+    if not include_inactive and hidden_inactive:
+        parts.append(f"{hidden_inactive} expired or used-up pack(s) hidden: `{COMMAND} all` shows them.")
+    return " ".join(parts)
+
+
+def balance_message(
+    snapshot: Snapshot,
+    now: datetime,
+    *,
+    include_inactive: bool = False,
+    name_filter: str = "",
+) -> Message:
+    """The `/kling-balance` reply: {"text": fallback, "blocks": [...]}."""
+    packs = select_packs(snapshot.packs, include_inactive=include_inactive, name_filter=name_filter)
+    matching_all = select_packs(snapshot.packs, include_inactive=True, name_filter=name_filter)
+    hidden_inactive = len(matching_all) - len(packs)
+    title = "Kling balance" + (f": “{name_filter.strip()}”" if name_filter.strip() else "")
+
+    blocks: list[dict[str, Any]] = [_header(title)]
+    note = stale_note(snapshot, now)
+    if note:
+        blocks.append(_section(note))
+
+    if not packs:
+        text = _empty_text(snapshot, name_filter=name_filter, hidden_inactive=hidden_inactive)
+        blocks.append(_section(text))
+        blocks.append(_context(_footer(snapshot, now, include_inactive=True, hidden_inactive=0)))
+        return {"text": _plain(text), "blocks": blocks}
+
+    totals = family_totals(matching_all)
+    # Budget: header/stale note so far, then families, pack list, "more" lines and footer.
+    reserved = 3
+    family_blocks, families_shown = _chunk_sections(
+        [family_line(t, now) for t in totals], max_sections=max(1, (MAX_BLOCKS - len(blocks) - reserved) // 3)
+    )
+    blocks.extend(family_blocks)
+    if families_shown < len(totals):
+        blocks.append(_context(f"…and {len(totals) - families_shown} more famil(ies) not shown."))
+    if totals:
+        blocks.append({"type": "divider"})
+
+    pack_blocks, packs_shown = _chunk_sections(
+        [pack_entry(p, now) for p in packs[:MAX_PACKS_LISTED]],
+        max_sections=MAX_BLOCKS - len(blocks) - reserved,
+        separator="\n\n",
+    )
+    blocks.extend(pack_blocks)
+    if packs_shown < len(packs):
+        blocks.append(
+            _context(
+                f"…and {len(packs) - packs_shown} more pack(s) not listed (the totals above include them). "
+                f"Narrow the list with `{COMMAND} <part of a name>`, or run `kling-bot balance` for every pack."
+            )
+        )
+    blocks.append(_context(_footer(snapshot, now, include_inactive=include_inactive, hidden_inactive=hidden_inactive)))
+
+    fallback_lines = ["Kling balance" + (" (stale)" if snapshot.stale else "")]
+    fallback_lines += [_fallback_line(t) for t in totals if t.online_packs]
+    fallback_lines.append(LAG_NOTE)
+    return {"text": clip("\n".join(fallback_lines), FALLBACK_LIMIT), "blocks": blocks}
+
+
+def _empty_text(snapshot: Snapshot, *, name_filter: str, hidden_inactive: int) -> str:
+    if not snapshot.packs:
+        return (
+            "Kling reports no resource packs bought in the look-back window. Buy a pack in the Kling "
+            "console, or raise KLING_LOOKBACK_DAYS if yours were bought earlier."
+        )
+    if name_filter.strip():
+        if hidden_inactive:
+            return (
+                f"No active pack name contains “{mrkdwn_escape(name_filter.strip())}”; "
+                f"{hidden_inactive} expired or used-up one(s) do: `{COMMAND} all {mrkdwn_escape(name_filter.strip())}`."
+            )
+        families = sorted({p.family for p in snapshot.packs}, key=str.casefold)
+        return (
+            f"No pack name contains “{mrkdwn_escape(name_filter.strip())}”. "
+            f"Families on this account: {mrkdwn_escape(', '.join(families))}."
+        )
+    return (
+        f"No active packs: all {len(snapshot.packs)} pack(s) on this account have expired or been used up. "
+        f"`{COMMAND} all` lists them; buy a new pack in the Kling console."
+    )
+
+
+def _plain(mrkdwn: str) -> str:
+    return clip(mrkdwn.replace("*", "").replace("`", ""), FALLBACK_LIMIT)
+
+
+def error_message(error: KlingError) -> Message:
+    text = f":warning: Couldn't get balances from Kling: {mrkdwn_escape(error.describe())}\n{error.advice}"
+    return {"text": _plain(text), "blocks": [_section(clip(text, SECTION_TEXT_LIMIT))]}
+
+
+def refusal_message() -> Message:
+    text = (
+        "Sorry, Kling balances are restricted to certain people or channels here. "
+        "Ask whoever runs the bot to add you (KLING_ALLOWED_USERS / KLING_ALLOWED_CHANNELS)."
+    )
+    return {"text": text, "blocks": [_section(text)]}
+
+
+def internal_error_message() -> Message:
+    text = (
+        ":warning: Something went wrong inside the bot while answering. It has been logged; "
+        "please try again, and tell whoever runs the bot if it keeps happening."
+    )
+    return {"text": _plain(text), "blocks": [_section(text)]}
+
+
+HELP_LINES = (
+    f"`{COMMAND}`: every active pack's balance and expiry, with totals per family",
+    f"`{COMMAND} all`: include expired and used-up packs",
+    f"`{COMMAND} share`: post the balances in this channel for everyone",
+    f"`{COMMAND} refresh`: ask Kling now instead of using the cached answer",
+    f"`{COMMAND} <part of a name>`: only packs whose name contains it, e.g. `{COMMAND} video`",
+    f"`{COMMAND} help`: this message",
+)
+
+
+def help_message() -> Message:
+    text = "*Kling balance: usage*\n" + "\n".join(f"• {line}" for line in HELP_LINES)
+    text += "\nWords combine: `" + COMMAND + " all share video`. " + LAG_NOTE
+    return {"text": _plain(text), "blocks": [_section(text)]}
