@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -69,10 +70,8 @@ def _str_field(raw: dict[str, Any], name: str, where: str) -> str:
 def _number(raw: dict[str, Any], name: str, where: str) -> float:
     value = raw.get(name)
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         what = "missing" if value is None else f"not a number ({value!r})"
         raise MalformedReplyError(f"Kling reply field '{where}.{name}' is {what}", field=f"{where}.{name}")

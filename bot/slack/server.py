@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -37,6 +38,38 @@ def wsgi_app(app: App) -> WsgiApp:
 def http_server(app: App, *, host: str, port: int) -> Any:
     """A waitress server (production-grade, pure Python); port 0 picks a free port."""
     return create_server(wsgi_app(app), host=host, port=port, threads=HTTP_THREADS, ident="kling-balance-bot")
+
+
+class BackgroundHttpServer:
+    """The HTTP server on a thread of its own, stopped cleanly (tests, benchmarks)."""
+
+    def __init__(self, app: App, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = http_server(app, host=host, port=port)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="http-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._server.effective_host}:{self._server.effective_port}"
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except (OSError, ValueError):
+            # Closing the listening socket from another thread ends waitress's select loop
+            # with "bad file descriptor"; that is the expected way out.
+            if not self._stopping:
+                raise
+
+    def start(self) -> BackgroundHttpServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._server.task_dispatcher.shutdown(timeout=5)
+        self._server.close()
+        self._thread.join(timeout=5)
 
 
 def serve_http(app: App, *, host: str, port: int) -> None:

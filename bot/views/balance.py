@@ -89,10 +89,7 @@ def family_line(total: FamilyTotal, now: datetime) -> str:
 
 def pack_entry(pack: ResourcePack, now: datetime) -> str:
     status = status_label(pack.status)
-    if pack.status == PackStatus.ONLINE:
-        status_text = status
-    else:
-        status_text = f"*{status}*"
+    status_text = status if pack.status == PackStatus.ONLINE else f"*{status}*"
     lines = [
         f"*{mrkdwn_escape(pack.name)}*",
         f"`{bar(pack.fraction_left)}` {quantity(pack.remaining)} / {quantity(pack.total)} "

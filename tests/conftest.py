@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.config import Settings
+from bot.services import Services, build_services
+from bot.slack.app import build_app
+from bot.slack.server import BackgroundHttpServer
+from tests.stand_ins.kling import ACCESS_KEY, SECRET_KEY, FakeKling, make_pack
+from tests.stand_ins.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
+
+
+@pytest.fixture
+def kling() -> Iterator[FakeKling]:
+    with FakeKling(packs=[make_pack()]) as fake:
+        yield fake
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+
+
+def bot_env(kling: FakeKling, slack: FakeSlack, **extra: str) -> dict[str, str]:
+    return {
+        "KLING_API_BASE": kling.url,
+        "KLING_ACCESS_KEY": ACCESS_KEY,
+        "KLING_SECRET_KEY": SECRET_KEY,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        **extra,
+    }
+
+
+@dataclass
+class RunningBot:
+    url: str
+    services: Services
+    slack: FakeSlack
+    kling: FakeKling
+    http: httpx.Client
+
+    def post(self, body: str, headers: dict[str, str]) -> httpx.Response:
+        return self.http.post(f"{self.url}/slack/events", content=body, headers=headers)
+
+
+def start_bot(kling: FakeKling, slack: FakeSlack, **env: str) -> Iterator[RunningBot]:
+    settings = Settings.from_env(bot_env(kling, slack, **env), need_slack=True)
+    services = build_services(settings)
+    app = build_app(services)
+    server = BackgroundHttpServer(app).start()
+    try:
+        with httpx.Client(timeout=30) as client:
+            yield RunningBot(server.url, services, slack, kling, client)
+    finally:
+        server.stop()
+        services.close()
+
+
+@pytest.fixture
+def running_bot(kling: FakeKling, slack: FakeSlack, request: Any) -> Iterator[RunningBot]:
+    """The bot in HTTP mode against the stand-ins; `@pytest.mark.bot_env(KEY=value)` adds settings."""
+    marker = request.node.get_closest_marker("bot_env")
+    yield from start_bot(kling, slack, **(marker.kwargs if marker else {}))
+
+
+def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "bot_env(**settings): extra environment for the running_bot fixture")

@@ -1,0 +1,182 @@
+"""A stand-in for the Slack Web API and for `response_url`s, on 127.0.0.1.
+
+It records every call, checks the bot token, answers the methods the bot uses, limits each
+response URL to 5 uses like Slack, and can be told to fail a method (HTTP 429 with
+Retry-After, or an `ok: false` error)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+BOT_TOKEN = "xoxb-test-bot-token"
+SIGNING_SECRET = "test-signing-secret-0123456789"
+
+
+@dataclass
+class ApiCall:
+    method: str
+    args: dict[str, Any]
+
+
+@dataclass
+class Failure:
+    times: int
+    status: int
+    error: str | None
+    retry_after: int | None
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.calls: list[ApiCall] = []
+        self.responses: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.failures: dict[str, Failure] = {}
+        self._cond = threading.Condition()
+        self._ts = 0
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                fake._handle(self)
+
+            do_GET = do_POST
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base}/api/"
+
+    def response_url(self, key: str) -> str:
+        return f"{self.base}/respond/{key}"
+
+    def __enter__(self) -> FakeSlack:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail(
+        self,
+        method: str,
+        *,
+        times: int = 1,
+        status: int = 200,
+        error: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        self.failures[method] = Failure(times, status, error, retry_after)
+
+    def calls_to(self, method: str) -> list[dict[str, Any]]:
+        with self._cond:
+            return [c.args for c in self.calls if c.method == method]
+
+    def wait_for_responses(self, key: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Block until `count` payloads reached the response URL `key` (or fail the test)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.responses[key]) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"expected {count} response(s) at {key}, got {len(self.responses[key])}")
+                self._cond.wait(left)
+            return list(self.responses[key])
+
+    # -- serving ----------------------------------------------------------------------------
+
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        length = int(req.headers.get("Content-Length") or 0)
+        raw = req.rfile.read(length) if length else b""
+        path = urlparse(req.path).path
+        if req.headers.get("Content-Type", "").startswith("application/json"):
+            args = json.loads(raw or b"{}")
+        else:
+            args = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+        if path.startswith("/respond/"):
+            status, body, headers = self._respond(path.removeprefix("/respond/"), args)
+        elif path.startswith("/api/"):
+            status, body, headers = self._api(path.removeprefix("/api/"), args, req.headers.get("Authorization"))
+        else:
+            status, body, headers = 404, {"ok": False, "error": "not_found"}, {}
+        payload = json.dumps(body).encode()
+        req.send_response(status)
+        req.send_header("Content-Type", "application/json; charset=utf-8")
+        req.send_header("Content-Length", str(len(payload)))
+        for k, v in headers.items():
+            req.send_header(k, v)
+        req.end_headers()
+        req.wfile.write(payload)
+
+    def _respond(self, key: str, args: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._cond:
+            if len(self.responses[key]) >= 5:
+                return 404, {"ok": False, "error": "used_url"}, {}
+            self.responses[key].append(args)
+            self._cond.notify_all()
+        return 200, {"ok": True}, {}
+
+    def _api(self, method: str, args: dict[str, Any], auth: str | None) -> tuple[int, dict[str, Any], dict[str, str]]:
+        token = (auth or "").removeprefix("Bearer ").strip() or args.get("token")
+        with self._cond:
+            failure = self.failures.get(method)
+            if failure and failure.times > 0:
+                failure.times -= 1
+                self.calls.append(ApiCall(method, {**args, "_failed": True}))
+                headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
+                if failure.status == 429:
+                    return 429, {"ok": False, "error": "ratelimited"}, headers
+                return failure.status, {"ok": False, "error": failure.error or "internal_error"}, headers
+            self.calls.append(ApiCall(method, args))
+            self._cond.notify_all()
+        if token != BOT_TOKEN:
+            return 200, {"ok": False, "error": "invalid_auth"}, {}
+        if method == "auth.test":
+            return (
+                200,
+                {
+                    "ok": True,
+                    "url": "https://test.slack.com/",
+                    "team": "Test Team",
+                    "user": "kling-bot",
+                    "team_id": "T0TEST",
+                    "user_id": "UBOT",
+                    "bot_id": "BBOT",
+                },
+                {},
+            )
+        if method == "chat.postMessage":
+            with self._cond:
+                self._ts += 1
+                ts = f"1700000000.{self._ts:06d}"
+            return (
+                200,
+                {"ok": True, "channel": args.get("channel"), "ts": ts, "message": {"text": args.get("text")}},
+                {},
+            )
+        if method == "conversations.open":
+            users = args.get("users", "")
+            return 200, {"ok": True, "channel": {"id": "D" + str(users).replace(",", "")}}, {}
+        if method == "views.publish":
+            return 200, {"ok": True, "view": {"id": "V1"}}, {}
+        if method == "users.info":
+            return 200, {"ok": True, "user": {"id": args.get("user"), "tz": "Europe/Berlin"}}, {}
+        return 200, {"ok": False, "error": "unknown_method"}, {}
