@@ -1,0 +1,27 @@
+"""The Slack app manifest and Procfile match what the bot serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_manifest_declares_the_command_scopes_and_urls() -> None:
+    """The manifest has /kling-balance with a usage hint, only the scopes used, and /slack/events URLs."""
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    [command] = manifest["features"]["slash_commands"]
+    assert command["command"] == "/kling-balance"
+    assert command["description"] and command["usage_hint"]
+    assert command["url"].endswith("/slack/events")
+    assert manifest["settings"]["interactivity"]["request_url"].endswith("/slack/events")
+    assert manifest["oauth_config"]["scopes"]["bot"] == ["commands"]
+    assert manifest["features"]["bot_user"]["display_name"]
+    assert "socket_mode_enabled" in manifest["settings"]
+
+
+def test_procfile_runs_the_bot() -> None:
+    """The Procfile's web process is `kling-bot serve`."""
+    assert "web: kling-bot serve" in (ROOT / "Procfile").read_text().splitlines()

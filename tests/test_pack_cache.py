@@ -1,0 +1,118 @@
+"""The balance cache: one upstream call per TTL however many callers, stale answers on failure."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from bot.domain.packs import PackStatus, ResourcePack
+from bot.kling.cache import PackCache
+from bot.kling.errors import UnavailableError
+from tests.fake_clock import FakeClock
+
+
+def pack(remaining: float = 10.0) -> ResourcePack:
+    return ResourcePack(
+        "Video Generation - A", "id1", "decreasing_total", 100.0, remaining, None, None, None, PackStatus.ONLINE
+    )
+
+
+def outage() -> UnavailableError:
+    return UnavailableError("Kling: maintenance", http_status=503, code=5001)
+
+
+def test_concurrent_callers_share_one_fetch() -> None:
+    """Twenty callers arriving while a fetch is in flight all get its answer: one upstream call."""
+    release = threading.Event()
+    started = threading.Event()
+    calls = []
+
+    def fetch() -> list[ResourcePack]:
+        calls.append(1)
+        started.set()
+        release.wait(10)
+        return [pack()]
+
+    cache = PackCache(fetch, ttl_s=300, clock=FakeClock())
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        futures = [pool.submit(cache.get) for _ in range(20)]
+        started.wait(10)
+        release.set()
+        results = [f.result(timeout=10) for f in futures]
+    assert len(calls) == 1
+    assert all(r.packs == (pack(),) for r in results)
+
+
+def test_answer_is_reused_until_the_ttl_passes() -> None:
+    """Within the TTL the cached answer is served; after it, Kling is asked again."""
+    clock = FakeClock()
+    answers = iter([[pack(10)], [pack(5)]])
+    cache = PackCache(lambda: next(answers), ttl_s=300, clock=clock)
+    assert cache.get().packs[0].remaining == 10
+    clock.advance(299)
+    assert cache.get().packs[0].remaining == 10
+    clock.advance(2)
+    assert cache.get().packs[0].remaining == 5
+
+
+def test_refresh_skips_the_cache() -> None:
+    """`refresh` asks Kling again even within the TTL."""
+    clock = FakeClock()
+    answers = iter([[pack(10)], [pack(5)]])
+    cache = PackCache(lambda: next(answers), ttl_s=300, clock=clock)
+    cache.get()
+    clock.advance(5)
+    assert cache.get(refresh=True).packs[0].remaining == 5
+
+
+def test_failed_refresh_serves_the_earlier_answer_marked_stale() -> None:
+    """When Kling fails after an earlier success, that answer comes back stale, with its age and reason."""
+    clock = FakeClock()
+    results: list[object] = [[pack(10)], outage()]
+
+    def fetch() -> list[ResourcePack]:
+        result = results.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        return result  # type: ignore[return-value]
+
+    cache = PackCache(fetch, ttl_s=60, clock=clock)
+    fresh = cache.get()
+    clock.advance(600)
+    stale = cache.get()
+    assert stale.stale and not fresh.stale
+    assert stale.packs == fresh.packs
+    assert stale.age(clock.now()).total_seconds() == pytest.approx(600)
+    assert isinstance(stale.error, UnavailableError)
+
+
+def test_failure_without_earlier_answer_raises() -> None:
+    """With nothing to fall back on, the Kling error reaches the caller."""
+
+    def fetch() -> list[ResourcePack]:
+        raise outage()
+
+    with pytest.raises(UnavailableError):
+        PackCache(fetch, ttl_s=60, clock=FakeClock()).get()
+
+
+def test_callers_right_after_a_failure_do_not_each_retry() -> None:
+    """A failure is remembered briefly, so a burst during an outage costs one round of retries."""
+    clock = FakeClock()
+    calls = []
+
+    def fetch() -> list[ResourcePack]:
+        calls.append(1)
+        raise outage()
+
+    cache = PackCache(fetch, ttl_s=60, clock=clock)
+    for _ in range(5):
+        with pytest.raises(UnavailableError):
+            cache.get()
+    assert len(calls) == 1
+    clock.advance(31)
+    with pytest.raises(UnavailableError):
+        cache.get()
+    assert len(calls) == 2
