@@ -18,6 +18,9 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 # Request threads only verify, ack and return: a handful serve many concurrent commands.
 HTTP_THREADS = 16
+# waitress's default of 100 open connections counts its own sockets too; a proxy or Slack
+# holding ~100 keep-alive connections would then leave new commands unacked past 3 s.
+CONNECTION_LIMIT = 1000
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -37,7 +40,14 @@ def wsgi_app(app: App) -> WsgiApp:
 
 def http_server(app: App, *, host: str, port: int) -> Any:
     """A waitress server (production-grade, pure Python); port 0 picks a free port."""
-    return create_server(wsgi_app(app), host=host, port=port, threads=HTTP_THREADS, ident="kling-balance-bot")
+    return create_server(
+        wsgi_app(app),
+        host=host,
+        port=port,
+        threads=HTTP_THREADS,
+        connection_limit=CONNECTION_LIMIT,
+        ident="kling-balance-bot",
+    )
 
 
 class BackgroundHttpServer:

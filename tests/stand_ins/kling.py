@@ -73,6 +73,11 @@ def error_body(code: int, message: str) -> dict[str, Any]:
     return {"code": code, "message": message, "request_id": uuid.uuid4().hex}
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class FakeKling:
     def __init__(self, *, packs: list[dict[str, Any]] | None = None, qps_interval_s: float = 0.9) -> None:
         self.packs: list[dict[str, Any]] = list(packs or [])
@@ -95,7 +100,7 @@ class FakeKling:
             def do_GET(self) -> None:
                 fake._handle(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -33,6 +33,12 @@ class Failure:
     retry_after: int | None
 
 
+class _Server(ThreadingHTTPServer):
+    # Like Slack's front end, accept bursts: the default backlog of 5 resets connections.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class FakeSlack:
     def __init__(self) -> None:
         self.calls: list[ApiCall] = []
@@ -51,7 +57,7 @@ class FakeSlack:
 
             do_GET = do_POST
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
