@@ -6,12 +6,17 @@ problem is collected, so one run names every missing or invalid variable at once
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_KLING_API_BASE = "https://api-singapore.klingai.com"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_DATABASE_URL = "sqlite:///kling-bot.db"
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
 
 class ConfigError(Exception):
@@ -42,6 +47,13 @@ class Settings:
     slack_api_url: str = DEFAULT_SLACK_API_URL
     port: int = 3000
     log_level: str = "INFO"
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
+    poll_interval_minutes: int = 30
+    digest_channel: str = ""
+    alert_channel: str = ""
+    expiry_warning_days: int = 7
+    digest_time: time = time(9, 0)
+    digest_timezone: str = "UTC"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, need_kling: bool = True, need_slack: bool = False) -> Settings:
@@ -111,6 +123,43 @@ class Settings:
             problems.append(f"LOG_LEVEL={level!r} is not one of DEBUG, INFO, WARNING, ERROR (default INFO)")
             level = "INFO"
 
+        def channel(name: str) -> str:
+            value = text(name).lstrip("#")
+            if value and not _CHANNEL_ID.match(value):
+                problems.append(
+                    f"{name}={value!r} is not a channel ID: use the ID (C…), found under the channel's "
+                    "name → About, and invite the bot to the channel"
+                )
+                return ""
+            return value
+
+        digest_time = time(9, 0)
+        raw_time = text("DIGEST_TIME")
+        if raw_time:
+            match = re.fullmatch(r"(\d{1,2}):(\d{2})", raw_time)
+            if match and int(match.group(1)) < 24 and int(match.group(2)) < 60:
+                digest_time = time(int(match.group(1)), int(match.group(2)))
+            else:
+                problems.append(f"DIGEST_TIME={raw_time!r} is not a time of day: use HH:MM, 24-hour (default 09:00)")
+
+        zone = text("DIGEST_TIMEZONE") or "UTC"
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(
+                f"DIGEST_TIMEZONE={zone!r} is not an IANA time zone name: use one like Europe/Berlin or "
+                "America/New_York (default UTC)"
+            )
+            zone = "UTC"
+
+        database_url = text("DATABASE_URL") or DEFAULT_DATABASE_URL
+        if not re.match(r"^(sqlite|postgres(ql)?)(\+\w+)?://", database_url):
+            problems.append("DATABASE_URL must start with sqlite:/// or postgresql:// (default sqlite:///kling-bot.db)")
+            database_url = DEFAULT_DATABASE_URL
+
+        digest_channel = channel("DIGEST_CHANNEL")
+        alert_channel = channel("ALERT_CHANNEL") or digest_channel
+
         slack_api_url = url("SLACK_API_URL", DEFAULT_SLACK_API_URL)
         if not slack_api_url.endswith("/"):
             slack_api_url += "/"
@@ -130,6 +179,13 @@ class Settings:
             slack_api_url=slack_api_url,
             port=integer("PORT", 3000, 0, 65535),
             log_level=level,
+            database_url=database_url,
+            poll_interval_minutes=integer("POLL_INTERVAL_MINUTES", 30, 1, 1440),
+            digest_channel=digest_channel,
+            alert_channel=alert_channel,
+            expiry_warning_days=integer("EXPIRY_WARNING_DAYS", 7, 1, 365),
+            digest_time=digest_time,
+            digest_timezone=zone,
         )
         if problems:
             raise ConfigError(problems)
@@ -138,3 +194,7 @@ class Settings:
     @property
     def socket_mode(self) -> bool:
         return bool(self.slack_app_token)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.digest_timezone)

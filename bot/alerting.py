@@ -1,0 +1,147 @@
+"""One check pass and one digest, as database transactions: detect, decide, owe.
+
+Sending is apart (bot/notify.py): what a pass decides to say is written to the outbox in the
+same transaction as the new pack state, so a crash, a restart or a Slack outage can delay
+a warning but never lose or repeat it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.config import Settings
+from bot.domain.alerts import detect_pack_events, expiry_level
+from bot.domain.packs import PackStatus, ResourcePack, family_totals
+from bot.domain.thresholds import Level, Threshold, ThresholdKind, family_levels, step
+from bot.store.db import Store, Tx, from_ms, to_ms
+from bot.views.alerts import pack_event_message, threshold_dm
+from bot.views.digest import DigestData, FamilyUsage, digest_message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    packs: int
+    baseline: bool
+    warnings_queued: list[str] = field(default_factory=list)
+    dms_queued: list[str] = field(default_factory=list)
+    snapshots_written: int = 0
+
+
+def run_check(store: Store, packs: Sequence[ResourcePack], now: datetime, settings: Settings) -> CheckReport:
+    """Compare Kling's packs with the stored state; owe a warning for each new event."""
+    with store.transaction() as tx:
+        previous = tx.pack_states()
+        events = detect_pack_events(previous, packs, now, warning_days=settings.expiry_warning_days)
+        warnings: list[str] = []
+        if settings.alert_channel:
+            known = tx.existing_keys([e.key for e in events])
+            for event in events:
+                if event.key not in known and tx.enqueue(
+                    event.key, str(event.kind), settings.alert_channel, pack_event_message(event, now), now
+                ):
+                    warnings.append(event.key)
+        elif events:
+            log.warning("%d pack event(s) but no ALERT_CHANNEL or DIGEST_CHANNEL is set to warn in", len(events))
+        dms = _step_subscriptions(tx, packs, now)
+        written = tx.save_packs(packs, previous, now)
+    return CheckReport(len(packs), previous is None, warnings, dms, written)
+
+
+def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime) -> list[str]:
+    subscriptions = tx.subscriptions()
+    if not subscriptions:
+        return []
+    levels = family_levels(packs)
+    states = tx.subscription_states()
+    queued = []
+    for sub in subscriptions:
+        threshold = Threshold(ThresholdKind(sub.kind), sub.value)
+        for level in _levels_for(levels, sub.family):
+            armed, crossings = states.get((sub.id, level.family), (True, 0))
+            outcome = step(threshold, level, armed=armed)
+            new_crossings = crossings + 1 if outcome.fire else crossings
+            if outcome.fire:
+                key = f"threshold:{sub.id}:{level.family}:{new_crossings}"
+                message = threshold_dm(threshold, level, family_filter=sub.family)
+                if tx.enqueue(key, "threshold", sub.user_id, message, now, to_user=True):
+                    queued.append(key)
+            if (sub.id, level.family) not in states or (outcome.armed, new_crossings) != (armed, crossings):
+                tx.set_subscription_state(sub.id, level.family, outcome.armed, new_crossings)
+    return queued
+
+
+def _levels_for(levels: dict[str, Level], family: str) -> list[Level]:
+    if not family:
+        return list(levels.values())
+    return [lvl for name, lvl in levels.items() if name.casefold() == family.casefold()]
+
+
+# -- digest -------------------------------------------------------------------------------
+
+
+def digest_key(now: datetime, settings: Settings) -> str:
+    return f"digest:{now.astimezone(settings.zone).date().isoformat()}"
+
+
+def compose_digest(
+    tx: Tx, packs: Sequence[ResourcePack], now: datetime, settings: Settings, *, stale_note: str | None = None
+) -> dict[str, object]:
+    last_ms = tx.get_meta("last_digest_at")
+    since = from_ms(int(last_ms)) if last_ms else now - timedelta(days=1)
+    assert since is not None
+    before = tx.remaining_since(since)
+    used: dict[str, float] = {}
+    for pack in packs:
+        if pack.pack_id in before:
+            used[pack.family] = used.get(pack.family, 0.0) + max(0.0, before[pack.pack_id] - pack.remaining)
+    totals = family_totals(packs)
+    usage = [FamilyUsage(t, used.get(t.family, 0.0)) for t in totals]
+    expiring = sorted(
+        (p for p in packs if expiry_level(p, now, settings.expiry_warning_days) is not None),
+        key=lambda p: p.invalid_time or now,
+    )
+    by_id = {p.pack_id: p for p in packs}
+    ended = [
+        by_id[row["pack_id"]]
+        for row in tx.packs_changed_status_since(since, [PackStatus.RUN_OUT, PackStatus.EXPIRED])
+        if row["pack_id"] in by_id
+    ]
+    data = DigestData(
+        now=now,
+        since=since,
+        first=last_ms is None,
+        usage=usage,
+        expiring=expiring,
+        ended=ended,
+        zone_name=settings.digest_timezone,
+        digest_time=settings.digest_time,
+        stale_note=stale_note,
+        any_packs=bool(packs),
+    )
+    return digest_message(data)
+
+
+def queue_digest(
+    store: Store,
+    packs: Sequence[ResourcePack],
+    now: datetime,
+    settings: Settings,
+    *,
+    key: str | None = None,
+    stale_note: str | None = None,
+) -> bool:
+    """Owe today's digest to DIGEST_CHANNEL; False if it was already owed or sent."""
+    key = key or digest_key(now, settings)
+    with store.transaction() as tx:
+        if tx.existing_keys([key]):
+            return False
+        message = compose_digest(tx, packs, now, settings, stale_note=stale_note)
+        queued = tx.enqueue(key, "digest", settings.digest_channel, message, now)
+        if queued:
+            tx.set_meta("last_digest_at", str(to_ms(now)))
+        return queued

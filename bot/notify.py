@@ -1,0 +1,115 @@
+"""Send what the outbox owes to Slack, and keep owing what could not be sent.
+
+A post that fails (a Slack error, HTTP 429 with Retry-After, a network error) is put back
+with a later attempt time and retried by the next pass; nothing is dropped. Each row is
+claimed in the database first, so two processes on one database never both send it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from urllib.error import URLError
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.clock import Clock
+from bot.store.db import OutboxRow, Store
+
+log = logging.getLogger(__name__)
+
+# A claim lasts this long; a process that dies mid-send releases its rows by letting it lapse.
+CLAIM_LEASE_MS = 120_000
+# Slack allows about one message per second per channel.
+PER_CHANNEL_INTERVAL_S = 1.0
+MAX_RETRY_DELAY_S = 3600
+
+
+@dataclass
+class DeliveryReport:
+    sent: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def retry_delay_s(attempts: int, retry_after_s: float = 0.0) -> float:
+    """30 s, 1 min, 2 min, ... capped at an hour, never sooner than Slack's Retry-After."""
+    return max(retry_after_s, min(MAX_RETRY_DELAY_S, 30.0 * 2 ** max(0, attempts)))
+
+
+class Notifier:
+    def __init__(self, store: Store, client: WebClient, clock: Clock) -> None:
+        self._store = store
+        self._client = client
+        self._clock = clock
+        self._last_post: dict[str, float] = {}
+        self._dm_channels: dict[str, str] = {}
+
+    def deliver_due(self, *, limit: int = 200) -> DeliveryReport:
+        report = DeliveryReport()
+        with self._store.transaction() as tx:
+            rows = tx.claim_due(self._clock.now(), lease_ms=CLAIM_LEASE_MS, limit=limit)
+        for row in rows:
+            try:
+                ts = self._post(row)
+            except SlackApiError as exc:
+                retry_after = _retry_after(exc)
+                error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+                self._failed(row, f"Slack: {error or exc.response.status_code}", retry_after, report)
+            except (TimeoutError, URLError, OSError) as exc:
+                self._failed(row, f"network: {type(exc).__name__}", 0.0, report)
+            else:
+                with self._store.transaction() as tx:
+                    tx.mark_sent(row.id, self._clock.now(), ts)
+                report.sent.append(row.key)
+        return report
+
+    def _post(self, row: OutboxRow) -> str | None:
+        channel = self._dm_channel(row.target) if row.target_is_user else row.target
+        self._pace(channel)
+        response = self._client.chat_postMessage(
+            channel=channel,
+            text=row.payload.get("text", ""),
+            blocks=row.payload.get("blocks"),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return response.get("ts")
+
+    def _dm_channel(self, user_id: str) -> str:
+        if user_id not in self._dm_channels:
+            opened = self._client.conversations_open(users=user_id)
+            self._dm_channels[user_id] = opened["channel"]["id"]
+        return self._dm_channels[user_id]
+
+    def _pace(self, channel: str) -> None:
+        last = self._last_post.get(channel)
+        if last is not None:
+            self._clock.sleep(PER_CHANNEL_INTERVAL_S - (self._clock.monotonic() - last))
+        self._last_post[channel] = self._clock.monotonic()
+
+    def _failed(self, row: OutboxRow, error: str, retry_after_s: float, report: DeliveryReport) -> None:
+        delay = retry_delay_s(row.attempts, retry_after_s)
+        retry_at = self._clock.now() + timedelta(seconds=delay)
+        log.warning("Could not send %s (%s); it stays owed, next try in %.0f s", row.key, error, delay)
+        with self._store.transaction() as tx:
+            tx.mark_failed(row.id, error, retry_at)
+        report.failed[row.key] = error
+
+
+def _retry_after(exc: SlackApiError) -> float:
+    headers = getattr(exc.response, "headers", None) or {}
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return float(value if isinstance(value, str) else value[0])
+            except (TypeError, ValueError, IndexError):
+                return 0.0
+    return 0.0
+
+
+def instance_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -1,0 +1,368 @@
+"""The durable state: pack states, snapshots, the outbox and subscriptions.
+
+SQLite by default, PostgreSQL when DATABASE_URL names it. Everything a poll decides is
+written in one transaction, so a crash leaves either the old state or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bot.domain.alerts import PackState
+from bot.domain.packs import ResourcePack
+from bot.store import schema as s
+
+log = logging.getLogger(__name__)
+
+
+def to_ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def from_ms(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def normalize_url(url: str) -> str:
+    """Heroku-style `postgres://` and bare `postgresql://` use the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" hook below issue BEGIN itself (SQLAlchemy's documented
+            # recipe): pysqlite's own transaction handling would start transactions too late.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            # WAL lets the HTTP threads read while a poll writes.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # Take the write lock at the start, so two writers queue instead of deadlocking.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    key: str
+    kind: str
+    target: str
+    target_is_user: bool
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRow:
+    id: int
+    user_id: str
+    family: str
+    kind: str
+    value: float
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; return the version reached."""
+        with self.engine.connect() as conn:
+            version = s.current_version(conn)
+        if version > s.SCHEMA_VERSION:
+            raise RuntimeError(
+                f"The database schema is version {version}, newer than this bot knows ({s.SCHEMA_VERSION}): "
+                "upgrade the bot instead of running an older one against this database."
+            )
+        for index in range(version, s.SCHEMA_VERSION):
+            with self.transaction() as tx:
+                # Another replica may have migrated meanwhile; the version check is inside the lock.
+                if s.current_version(tx.conn) > index:
+                    continue
+                s.MIGRATIONS[index](tx.conn)
+                tx.set_meta("schema_version", str(index + 1))
+                log.info("Database schema migrated to version %d", index + 1)
+        return s.SCHEMA_VERSION
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self.engine.begin() as conn:
+            yield Tx(conn)
+
+
+class Tx:
+    """Operations inside one transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        return self.conn.execute(select(s.meta.c.value).where(s.meta.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._upsert(s.meta, {"key": key, "value": value}, ["key"], {"value": value})
+
+    # -- packs ------------------------------------------------------------------------------
+
+    def pack_states(self) -> dict[str, PackState] | None:
+        """The state after the last poll, or None before the first poll ever (no baseline)."""
+        if self.get_meta("baseline_at") is None:
+            return None
+        rows = self.conn.execute(select(s.pack_state)).mappings()
+        return {
+            r["pack_id"]: PackState(
+                r["pack_id"], r["name"], r["status"], r["remaining"], r["total"], from_ms(r["invalid_time"])
+            )
+            for r in rows
+        }
+
+    def save_packs(self, packs: Sequence[ResourcePack], previous: dict[str, PackState] | None, now: datetime) -> int:
+        """Upsert every pack's state and add a snapshot where the remaining quantity changed.
+
+        Returns the number of snapshot rows written.
+        """
+        now_ms = to_ms(now)
+        previous = previous or {}
+        snapshot_rows = []
+        for pack in packs:
+            before = previous.get(pack.pack_id)
+            status = str(pack.status)
+            values = {
+                "name": pack.name,
+                "status": status,
+                "remaining": pack.remaining,
+                "total": pack.total,
+                "invalid_time": to_ms(pack.invalid_time) if pack.invalid_time else None,
+                "last_seen": now_ms,
+            }
+            if before is None:
+                self._upsert(
+                    s.pack_state,
+                    {"pack_id": pack.pack_id, **values, "first_seen": now_ms, "status_changed_at": now_ms},
+                    ["pack_id"],
+                    values,
+                )
+            elif (before.status, before.remaining, before.total, before.name, before.invalid_time) != (
+                status,
+                pack.remaining,
+                pack.total,
+                pack.name,
+                pack.invalid_time,
+            ):
+                if before.status != status:
+                    values["status_changed_at"] = now_ms
+                self.conn.execute(update(s.pack_state).where(s.pack_state.c.pack_id == pack.pack_id).values(values))
+            if before is None or before.remaining != pack.remaining:
+                snapshot_rows.append({"pack_id": pack.pack_id, "at": now_ms, "remaining": pack.remaining})
+        if snapshot_rows:
+            self.conn.execute(insert(s.snapshots), snapshot_rows)
+        if self.get_meta("baseline_at") is None:
+            self.set_meta("baseline_at", str(now_ms))
+        self.set_meta("last_poll_at", str(now_ms))
+        return len(snapshot_rows)
+
+    def packs_changed_status_since(self, since: datetime, statuses: Iterable[str]) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            select(s.pack_state)
+            .where(s.pack_state.c.status_changed_at >= to_ms(since), s.pack_state.c.status.in_(list(statuses)))
+            .order_by(s.pack_state.c.status_changed_at)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+    def remaining_since(self, when: datetime) -> dict[str, float]:
+        """Each pack's remaining quantity at `when`: the last snapshot at or before it, or for a
+        pack first seen later, the first snapshot of it."""
+        at_ms = to_ms(when)
+
+        def snapshot_rows(pick: Any, condition: Any) -> dict[str, float]:
+            chosen = (
+                select(s.snapshots.c.pack_id, pick(s.snapshots.c.at).label("at"))
+                .where(condition)
+                .group_by(s.snapshots.c.pack_id)
+                .subquery()
+            )
+            rows = self.conn.execute(
+                select(s.snapshots.c.pack_id, s.snapshots.c.remaining).join(
+                    chosen, and_(s.snapshots.c.pack_id == chosen.c.pack_id, s.snapshots.c.at == chosen.c.at)
+                )
+            )
+            return {pack_id: remaining for pack_id, remaining in rows}
+
+        later = snapshot_rows(func.min, s.snapshots.c.at > at_ms)
+        return {**later, **snapshot_rows(func.max, s.snapshots.c.at <= at_ms)}
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def existing_keys(self, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            found.update(self.conn.execute(select(s.outbox.c.key).where(s.outbox.c.key.in_(chunk))).scalars())
+        return found
+
+    def enqueue(
+        self, key: str, kind: str, target: str, payload: dict[str, Any], now: datetime, *, to_user: bool = False
+    ) -> bool:
+        """Owe a notification; False if one with this key is already owed or sent."""
+        now_ms = to_ms(now)
+        row = {
+            "key": key,
+            "kind": kind,
+            "target": target,
+            "target_is_user": to_user,
+            "payload": json.dumps(payload, ensure_ascii=False),
+            "created_at": now_ms,
+            "next_attempt_at": now_ms,
+            "attempts": 0,
+        }
+        return self._insert_ignore(s.outbox, row, ["key"])
+
+    def claim_due(self, now: datetime, *, lease_ms: int, limit: int) -> list[OutboxRow]:
+        """Take up to `limit` due notifications for this process, for `lease_ms`.
+
+        A row claimed by another process (a replica) and not yet released is skipped; a
+        claim that lapsed (its process died) is taken over.
+        """
+        now_ms = to_ms(now)
+        unclaimed = or_(s.outbox.c.claimed_until.is_(None), s.outbox.c.claimed_until < now_ms)
+        due = and_(s.outbox.c.sent_at.is_(None), s.outbox.c.next_attempt_at <= now_ms, unclaimed)
+        candidates = (
+            self.conn.execute(
+                select(s.outbox).where(due).order_by(s.outbox.c.next_attempt_at, s.outbox.c.id).limit(limit)
+            )
+            .mappings()
+            .all()
+        )
+        claimed = []
+        for r in candidates:
+            result = self.conn.execute(
+                update(s.outbox).where(s.outbox.c.id == r["id"], due).values(claimed_until=now_ms + lease_ms)
+            )
+            if result.rowcount == 1:
+                claimed.append(
+                    OutboxRow(
+                        r["id"],
+                        r["key"],
+                        r["kind"],
+                        r["target"],
+                        bool(r["target_is_user"]),
+                        json.loads(r["payload"]),
+                        r["attempts"],
+                    )
+                )
+        return claimed
+
+    def mark_sent(self, row_id: int, now: datetime, slack_ts: str | None) -> None:
+        self.conn.execute(
+            update(s.outbox)
+            .where(s.outbox.c.id == row_id)
+            .values(
+                sent_at=to_ms(now),
+                slack_ts=slack_ts,
+                claimed_until=None,
+                attempts=s.outbox.c.attempts + 1,
+                last_error=None,
+            )
+        )
+
+    def mark_failed(self, row_id: int, error: str, retry_at: datetime) -> None:
+        self.conn.execute(
+            update(s.outbox)
+            .where(s.outbox.c.id == row_id)
+            .values(
+                next_attempt_at=to_ms(retry_at),
+                claimed_until=None,
+                attempts=s.outbox.c.attempts + 1,
+                last_error=error[:1000],
+            )
+        )
+
+    def outbox_counts(self) -> dict[str, int]:
+        sent = self.conn.execute(select(func.count()).where(s.outbox.c.sent_at.is_not(None))).scalar() or 0
+        owed = self.conn.execute(select(func.count()).where(s.outbox.c.sent_at.is_(None))).scalar() or 0
+        return {"sent": int(sent), "owed": int(owed)}
+
+    def last_sent(self, kind: str) -> datetime | None:
+        value = self.conn.execute(select(func.max(s.outbox.c.created_at)).where(s.outbox.c.kind == kind)).scalar()
+        return from_ms(value)
+
+    # -- subscriptions ----------------------------------------------------------------------
+
+    def add_subscription(self, user_id: str, family: str, kind: str, value: float, now: datetime) -> bool:
+        return self._insert_ignore(
+            s.subscriptions,
+            {"user_id": user_id, "family": family, "kind": kind, "value": value, "created_at": to_ms(now)},
+            ["user_id", "family", "kind", "value"],
+        )
+
+    def subscriptions(self, user_id: str | None = None) -> list[SubscriptionRow]:
+        query = select(s.subscriptions).order_by(s.subscriptions.c.id)
+        if user_id is not None:
+            query = query.where(s.subscriptions.c.user_id == user_id)
+        return [
+            SubscriptionRow(r["id"], r["user_id"], r["family"], r["kind"], r["value"])
+            for r in self.conn.execute(query).mappings()
+        ]
+
+    def remove_subscriptions(self, ids: Sequence[int]) -> int:
+        if not ids:
+            return 0
+        self.conn.execute(delete(s.subscription_state).where(s.subscription_state.c.subscription_id.in_(list(ids))))
+        return self.conn.execute(delete(s.subscriptions).where(s.subscriptions.c.id.in_(list(ids)))).rowcount
+
+    def subscription_states(self) -> dict[tuple[int, str], tuple[bool, int]]:
+        rows = self.conn.execute(select(s.subscription_state))
+        return {(r.subscription_id, r.family): (bool(r.armed), r.crossings) for r in rows}
+
+    def set_subscription_state(self, subscription_id: int, family: str, armed: bool, crossings: int) -> None:
+        self._upsert(
+            s.subscription_state,
+            {"subscription_id": subscription_id, "family": family, "armed": armed, "crossings": crossings},
+            ["subscription_id", "family"],
+            {"armed": armed, "crossings": crossings},
+        )
+
+    # -- dialect helpers --------------------------------------------------------------------
+
+    def _dialect_insert(self, table: Any) -> Any:
+        if self.conn.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _insert_ignore(self, table: Any, row: dict[str, Any], conflict: list[str]) -> bool:
+        stmt = self._dialect_insert(table).values(row).on_conflict_do_nothing(index_elements=conflict)
+        return self.conn.execute(stmt).rowcount == 1
+
+    def _upsert(self, table: Any, row: dict[str, Any], conflict: list[str], changes: dict[str, Any]) -> None:
+        stmt = self._dialect_insert(table).values(row).on_conflict_do_update(index_elements=conflict, set_=changes)
+        self.conn.execute(stmt)

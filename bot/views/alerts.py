@@ -1,0 +1,103 @@
+"""Warnings and threshold DMs as Block Kit: pure functions from events to Slack payloads.
+
+Every message says whether it will repeat, so nobody has to guess.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.domain.alerts import EventKind, PackEvent
+from bot.domain.thresholds import Level, Threshold, ThresholdKind
+from bot.views.balance import COMMAND
+from bot.views.format import LAG_NOTE, bar, clip, mrkdwn_escape, percent, quantity, relative, slack_date
+
+Message = dict[str, Any]
+
+
+def _message(text: str, detail: str, footer: str) -> Message:
+    blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(f"{text}\n{detail}".strip(), 3000)}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(footer, 3000)}]},
+    ]
+    plain = f"{text} {detail}".replace("*", "").replace("`", "")
+    return {"text": clip(plain, 3900), "blocks": blocks}
+
+
+def _expiry(pack_event: PackEvent, now: datetime) -> str:
+    when = pack_event.pack.invalid_time
+    return f"{slack_date(when)} ({relative(when, now)})" if when else "no expiry date"
+
+
+def pack_event_message(event: PackEvent, now: datetime) -> Message:
+    pack = event.pack
+    name = f"*{mrkdwn_escape(pack.name)}*"
+    balance = f"{quantity(pack.remaining)} / {quantity(pack.total)} left"
+    once = "You will not be warned again about this pack."
+    if event.kind == EventKind.RUN_OUT:
+        return _message(
+            f":red_circle: {name} is used up.",
+            f"All {quantity(pack.total)} are spent. Buy a new pack in the Kling console to keep generating.",
+            f"{once} {LAG_NOTE}",
+        )
+    if event.kind == EventKind.EXPIRED:
+        unused = (
+            f"{quantity(pack.remaining)} of {quantity(pack.total)} went unused."
+            if pack.remaining > 0
+            else "Nothing was left unused."
+        )
+        return _message(f":hourglass: {name} has expired.", unused, f"{once} {LAG_NOTE}")
+    if event.kind == EventKind.EXPIRING:
+        repeat = (
+            "You will get one more reminder a day before it expires."
+            if event.days and event.days > 1
+            else "This is the last reminder about this pack."
+        )
+        return _message(
+            f":warning: {name} expires {_expiry(event, now)} with {quantity(pack.remaining)} unused.",
+            f"`{bar(pack.fraction_left)}` {balance} ({percent(pack.fraction_left)}). Use it before then, "
+            "or it is lost.",
+            f"{repeat} {LAG_NOTE}",
+        )
+    if event.kind == EventKind.CAME_ONLINE:
+        return _message(
+            f":large_green_circle: {name} is now active.",
+            f"{balance}; expires {_expiry(event, now)}.",
+            "A one-off notice for this pack.",
+        )
+    return _message(
+        f":new: New pack {name}.",
+        f"{balance}; expires {_expiry(event, now)}.",
+        "A one-off notice for this pack.",
+    )
+
+
+def describe_threshold(threshold: Threshold) -> str:
+    if threshold.kind == ThresholdKind.PERCENT:
+        return f"{quantity(threshold.value)}%"
+    return f"{quantity(threshold.value)} units"
+
+
+def describe_rearm(threshold: Threshold) -> str:
+    if threshold.kind == ThresholdKind.PERCENT:
+        return f"{quantity(threshold.rearm_at)}%"
+    return f"{quantity(round(threshold.rearm_at, 2))} units"
+
+
+def threshold_dm(threshold: Threshold, level: Level, *, family_filter: str) -> Message:
+    scope = f"*{mrkdwn_escape(level.family)}*"
+    now_text = f"{quantity(level.remaining)} / {quantity(level.total)} left ({level.percent:.0f}%)"
+    if level.total <= 0:
+        now_text = "no active pack left"
+    unsubscribe = (
+        f"`{COMMAND} unsubscribe {describe_threshold(threshold).replace(' units', '')}"
+        + (f" for {family_filter}" if family_filter else "")
+        + "`"
+    )
+    return _message(
+        f":chart_with_downwards_trend: {scope} fell below your threshold of {describe_threshold(threshold)}.",
+        f"Now {now_text} across its active packs.",
+        f"You will not get this again until it recovers above {describe_rearm(threshold)} (say, after a new pack "
+        f"is bought). Stop these with {unsubscribe}. {LAG_NOTE}",
+    )

@@ -1,0 +1,109 @@
+"""The daily digest as Block Kit: a pure function of what happened since the last one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.domain.packs import FamilyTotal, PackStatus, ResourcePack
+from bot.views.balance import COMMAND, family_line
+from bot.views.format import LAG_NOTE, clip, mrkdwn_escape, quantity, relative, slack_date
+
+MAX_LISTED = 15
+
+
+@dataclass(frozen=True)
+class FamilyUsage:
+    total: FamilyTotal
+    used: float
+
+
+@dataclass(frozen=True)
+class DigestData:
+    now: datetime
+    since: datetime
+    first: bool
+    usage: Sequence[FamilyUsage]
+    expiring: Sequence[ResourcePack]
+    ended: Sequence[ResourcePack]
+    zone_name: str
+    digest_time: time
+    stale_note: str | None = None
+    any_packs: bool = True
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, 3000)}}
+
+
+def _listed(lines: list[str], what: str) -> str:
+    shown = lines[:MAX_LISTED]
+    if len(lines) > MAX_LISTED:
+        shown.append(f"…and {len(lines) - MAX_LISTED} more {what}: `{COMMAND} all` lists them.")
+    return "\n".join(shown)
+
+
+def digest_message(data: DigestData) -> dict[str, Any]:
+    local = data.now.astimezone(ZoneInfo(data.zone_name))
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"Kling daily digest: {local:%a %d %b %Y}"}}
+    ]
+    plain = [f"Kling daily digest {local:%Y-%m-%d}"]
+    if data.stale_note:
+        blocks.append(_section(f":warning: {mrkdwn_escape(data.stale_note)}"))
+
+    period = "in the last 24 h" if data.first else f"since the last digest ({relative(data.since, data.now)})"
+    if data.usage:
+        lines = []
+        for row in data.usage:
+            line = family_line(row.total, data.now)
+            line += f"\n      used {quantity(row.used)} {period}"
+            lines.append(line)
+            plain.append(f"{row.total.family}: {quantity(row.total.remaining)} left, used {quantity(row.used)}")
+        blocks.append(_section("*Balances*\n" + _listed(lines, "families")))
+    elif data.any_packs:
+        blocks.append(_section("*Balances*\nNo active packs: everything has expired or been used up."))
+        plain.append("No active packs.")
+    else:
+        blocks.append(_section("*Balances*\nKling reports no resource packs in the look-back window."))
+        plain.append("No packs.")
+
+    if data.expiring:
+        lines = [
+            f"• *{mrkdwn_escape(p.name)}*: {quantity(p.remaining)} left, expires "
+            f"{slack_date(p.invalid_time)} ({relative(p.invalid_time, data.now)})"
+            for p in data.expiring
+            if p.invalid_time
+        ]
+        blocks.append(_section(":hourglass_flowing_sand: *Expiring soon*\n" + _listed(lines, "packs")))
+        plain.append(f"{len(data.expiring)} pack(s) expiring soon.")
+
+    if data.ended:
+        lines = []
+        for p in data.ended:
+            if p.status == PackStatus.RUN_OUT:
+                lines.append(f"• *{mrkdwn_escape(p.name)}* was used up")
+            else:
+                lines.append(f"• *{mrkdwn_escape(p.name)}* expired with {quantity(p.remaining)} unused")
+        blocks.append(_section(f"*Ended {period}*\n" + _listed(lines, "packs")))
+        plain.append(f"{len(data.ended)} pack(s) ended.")
+
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": clip(
+                        f"Sent every day at {data.digest_time:%H:%M} {data.zone_name} time. {LAG_NOTE} "
+                        f"`{COMMAND}` shows the balances any time.",
+                        3000,
+                    ),
+                }
+            ],
+        }
+    )
+    return {"text": clip(" ".join(plain), 3900), "blocks": blocks}
