@@ -4,6 +4,8 @@ or Slack fails."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import sys
@@ -13,9 +15,10 @@ from typing import TextIO
 from bot import __version__
 from bot.config import ConfigError, Settings
 from bot.kling.errors import KlingError
-from bot.services import build_services
+from bot.services import Services, build_services
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+log = logging.getLogger("bot.cli")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,23 +32,46 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser(
         "serve",
-        help="run the Slack app (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on $PORT)",
+        help="run the Slack app and the scheduler (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on $PORT)",
         description="Run the Slack app. With SLACK_APP_TOKEN set it connects over Socket Mode; "
-        "otherwise it serves HTTP on $PORT: POST /slack/events for Slack, GET /healthz for health checks.",
+        "otherwise it serves HTTP on $PORT: POST /slack/events for Slack, GET /healthz for health checks. "
+        "It also polls Kling, posts warnings and the daily digest, unless --web-only.",
     )
     serve.add_argument("--demo", action="store_true", help="answer from a built-in sample account instead of Kling")
     serve.add_argument("--host", default="0.0.0.0", help="HTTP mode: address to listen on (default 0.0.0.0)")
+    serve.add_argument(
+        "--web-only", action="store_true", help="answer Slack only; leave polling and the digest to `kling-bot worker`"
+    )
 
     balance = sub.add_parser(
-        "balance",
-        help="print the balances in the terminal",
-        description="Print every active resource pack's balance and expiry.",
+        "balance", help="print the balances in the terminal", description="Print every active pack's balance."
     )
     balance.add_argument("--all", action="store_true", help="include expired and used-up packs")
     balance.add_argument(
         "--json", action="store_true", help="print JSON with Kling's field names, times in ISO 8601 UTC"
     )
     balance.add_argument("--demo", action="store_true", help="use a built-in sample account instead of Kling")
+
+    sub.add_parser(
+        "check",
+        help="poll Kling once: post warnings and threshold DMs that are due, send anything still owed",
+        description="One poll, as the scheduler runs every POLL_INTERVAL_MINUTES. The first check ever only "
+        "records a baseline.",
+    )
+    digest = sub.add_parser(
+        "digest",
+        help="post today's digest to DIGEST_CHANNEL now (for cron-style platforms)",
+        description="Post today's digest now. It is posted once per local day (DIGEST_TIMEZONE) whoever asks.",
+    )
+    digest.add_argument(
+        "--dry-run", action="store_true", help="print the Slack payload {channel, text, blocks} as JSON; post nothing"
+    )
+    sub.add_parser(
+        "worker",
+        help="run only the scheduler: polls, warnings, DMs and the digest (a Procfile `worker` process)",
+        description="Run the scheduler without the Slack app, for platforms with separate web and worker processes "
+        "(then run `serve --web-only` as the web process).",
+    )
     return parser
 
 
@@ -54,6 +80,18 @@ def _load_dotenv() -> None:
     from dotenv import load_dotenv
 
     load_dotenv(dotenv_path=os.path.join(os.getcwd(), ".env"), override=False)
+
+
+def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    command = args.command
+    dry_run = getattr(args, "dry_run", False)
+    return Settings.from_env(
+        environ,
+        need_kling=not getattr(args, "demo", False),
+        need_slack=command in ("serve", "check", "worker") or (command == "digest" and not dry_run),
+        need_slack_requests=command == "serve",
+        need_digest_channel=command == "digest" and not dry_run,
+    )
 
 
 def main(
@@ -69,9 +107,8 @@ def main(
     if environ is None:
         _load_dotenv()
         environ = os.environ
-    need_kling = not args.demo
     try:
-        settings = Settings.from_env(environ, need_kling=need_kling, need_slack=args.command == "serve")
+        settings = _settings(args, environ)
     except ConfigError as exc:
         print(f"kling-bot: {exc}", file=stderr)
         return EXIT_CONFIG
@@ -83,7 +120,41 @@ def main(
         logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "balance":
         return _balance(settings, args, stdout, stderr)
-    return _serve(settings, args, stderr)
+    identity: dict[str, object] = {}
+    if args.command in ("serve", "worker"):
+        # Check the Slack token before anything else, so a wrong one is the first thing said.
+        found = _slack_identity(settings, stderr)
+        if isinstance(found, int):
+            return found
+        identity = found
+    try:
+        # Every command but `balance` uses the database (serve: subscriptions and the scheduler).
+        services = build_services(settings, demo=getattr(args, "demo", False), with_store=True)
+    except Exception as exc:  # the database could not be opened or migrated
+        print(f"kling-bot: could not open the database at DATABASE_URL ({_db_reason(exc)}).", file=stderr)
+        return EXIT_FAILED
+    try:
+        if args.command == "serve":
+            return _serve(services, args, identity)
+        if args.command == "check":
+            return _check(services, stdout, stderr)
+        if args.command == "digest":
+            return _digest(services, args, stdout, stderr)
+        return _worker(services, stderr)
+    finally:
+        services.close()
+
+
+def _db_reason(exc: Exception) -> str:
+    # SQLAlchemy's message can carry the URL with its password; keep only the first line of
+    # the driver's own complaint.
+    text = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+def _kling_failed(exc: KlingError, stderr: TextIO) -> int:
+    print(f"kling-bot: {exc.describe()}. {exc.advice}", file=stderr)
+    return EXIT_FAILED
 
 
 def _balance(settings: Settings, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -93,8 +164,7 @@ def _balance(settings: Settings, args: argparse.Namespace, stdout: TextIO, stder
     try:
         snapshot = services.balances.get()
     except KlingError as exc:
-        print(f"kling-bot: {exc.describe()}. {exc.advice}", file=stderr)
-        return EXIT_FAILED
+        return _kling_failed(exc, stderr)
     finally:
         services.close()
     if args.json:
@@ -104,16 +174,83 @@ def _balance(settings: Settings, args: argparse.Namespace, stdout: TextIO, stder
     return EXIT_OK
 
 
-def _serve(settings: Settings, args: argparse.Namespace, stderr: TextIO) -> int:
+def _check(services: Services, stdout: TextIO, stderr: TextIO) -> int:
+    from bot.jobs import Jobs
+
+    jobs = Jobs.for_services(services)
+    try:
+        report = jobs.check()
+    except KlingError as exc:
+        return _kling_failed(exc, stderr)
+    if report is None:
+        print("kling-bot: Kling could not be asked, so nothing was checked; owed messages were retried.", file=stderr)
+        return EXIT_FAILED
+    with jobs.store.transaction() as tx:
+        counts = tx.outbox_counts()
+    baseline = " (first check: baseline recorded, nothing already over is announced)" if report.baseline else ""
+    print(
+        f"Checked {report.packs} pack(s){baseline}: {len(report.warnings_queued)} warning(s) and "
+        f"{len(report.dms_queued)} DM(s) newly due; {counts['owed']} message(s) still owed.",
+        file=stdout,
+    )
+    if not services.settings.alert_channel:
+        print("Note: ALERT_CHANNEL and DIGEST_CHANNEL are unset, so no channel warnings are posted.", file=stdout)
+    return EXIT_OK
+
+
+def _digest(services: Services, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from bot.jobs import Jobs
+
+    jobs = Jobs.for_services(services)
+    try:
+        if args.dry_run:
+            print(json.dumps(jobs.digest_payload(), indent=2, ensure_ascii=False), file=stdout)
+            return EXIT_OK
+        outcome = jobs.digest()
+    except KlingError as exc:
+        return _kling_failed(exc, stderr)
+    if not outcome.queued:
+        print(f"Today's digest ({outcome.key}) was already posted or is owed; nothing new posted.", file=stdout)
+        return EXIT_OK
+    if outcome.delivery and outcome.key in outcome.delivery.failed:
+        print(
+            f"kling-bot: the digest could not be posted ({outcome.delivery.failed[outcome.key]}); it stays owed "
+            "and the next `check`, `worker` or `serve` sends it.",
+            file=stderr,
+        )
+        return EXIT_FAILED
+    print(f"Posted today's digest to {services.settings.digest_channel}.", file=stdout)
+    return EXIT_OK
+
+
+def _worker(services: Services, stderr: TextIO) -> int:
+    from bot.jobs import Jobs
+    from bot.scheduler import blocking_scheduler
+
+    scheduler = blocking_scheduler(Jobs.for_services(services), services.settings)
+    log.info(_schedule_summary(services.settings))
+    with contextlib.suppress(KeyboardInterrupt):
+        scheduler.start()
+    return EXIT_OK
+
+
+def _schedule_summary(settings: Settings) -> str:
+    digest = (
+        f"digest daily at {settings.digest_time:%H:%M} {settings.digest_timezone} to {settings.digest_channel}"
+        if settings.digest_channel
+        else "no digest (DIGEST_CHANNEL unset)"
+    )
+    alerts = f"warnings to {settings.alert_channel}" if settings.alert_channel else "no channel warnings"
+    return f"Scheduler: check every {settings.poll_interval_minutes} min, {alerts}, {digest}"
+
+
+def _slack_identity(settings: Settings, stderr: TextIO) -> dict[str, object] | int:
+    """Who the bot token belongs to, or the exit code after saying what is wrong."""
+    from slack_sdk import WebClient
     from slack_sdk.errors import SlackApiError
 
-    from bot.slack.app import build_app
-    from bot.slack.server import serve_http, serve_socket_mode
-
-    services = build_services(settings, demo=args.demo)
-    app = build_app(services)
     try:
-        identity = app.client.auth_test()
+        return dict(WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url).auth_test().data)
     except SlackApiError as exc:
         error = exc.response.get("error", "unknown error")
         print(
@@ -127,12 +264,27 @@ def _serve(settings: Settings, args: argparse.Namespace, stderr: TextIO) -> int:
     except Exception as exc:  # network errors from urllib
         print(f"kling-bot: could not reach Slack at {settings.slack_api_url} ({type(exc).__name__}).", file=stderr)
         return EXIT_FAILED
-    logging.getLogger(__name__).info(
+
+
+def _serve(services: Services, args: argparse.Namespace, identity: dict[str, object]) -> int:
+    from bot.jobs import Jobs
+    from bot.scheduler import background_scheduler
+    from bot.slack.app import build_app
+    from bot.slack.server import serve_http, serve_socket_mode
+
+    settings = services.settings
+    log.info(
         "Connected to Slack workspace %s as %s%s",
         identity.get("team"),
         identity.get("user"),
         " (demo data)" if args.demo else "",
     )
+    app = build_app(services)
+    scheduler = None
+    if not args.web_only:
+        scheduler = background_scheduler(Jobs.for_services(services), settings)
+        scheduler.start()
+        log.info(_schedule_summary(settings))
     try:
         if settings.socket_mode:
             serve_socket_mode(app, settings.slack_app_token)
@@ -141,5 +293,6 @@ def _serve(settings: Settings, args: argparse.Namespace, stderr: TextIO) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        services.close()
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
     return EXIT_OK

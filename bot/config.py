@@ -56,11 +56,23 @@ class Settings:
     digest_timezone: str = "UTC"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], *, need_kling: bool = True, need_slack: bool = False) -> Settings:
+    def from_env(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        need_kling: bool = True,
+        need_slack: bool = False,
+        need_slack_requests: bool | None = None,
+        need_digest_channel: bool = False,
+    ) -> Settings:
         """Read settings; raise `ConfigError` naming every missing or invalid one.
 
-        `need_kling` / `need_slack` say which credentials this command cannot run without.
+        `need_kling` / `need_slack` say which credentials this command cannot run without;
+        `need_slack_requests` (default: as `need_slack`) whether it receives requests from
+        Slack, and so needs the signing secret or the app token.
         """
+        if need_slack_requests is None:
+            need_slack_requests = need_slack
         problems: list[str] = []
 
         def text(name: str) -> str:
@@ -112,7 +124,7 @@ class Settings:
                 problems.append("SLACK_BOT_TOKEN does not look like a bot token: it should start with xoxb-")
             if app_token and not app_token.startswith("xapp-"):
                 problems.append("SLACK_APP_TOKEN does not look like an app-level token: it should start with xapp-")
-            if not app_token and not signing_secret:
+            if need_slack_requests and not app_token and not signing_secret:
                 problems.append(
                     "SLACK_SIGNING_SECRET is missing: HTTP mode needs it to verify requests "
                     "(or set SLACK_APP_TOKEN for Socket Mode)"
@@ -158,6 +170,8 @@ class Settings:
             database_url = DEFAULT_DATABASE_URL
 
         digest_channel = channel("DIGEST_CHANNEL")
+        if need_digest_channel and not digest_channel and "DIGEST_CHANNEL" not in " ".join(problems):
+            problems.append("DIGEST_CHANNEL is missing: the ID (C…) of the channel the digest goes to")
         alert_channel = channel("ALERT_CHANNEL") or digest_channel
 
         slack_api_url = url("SLACK_API_URL", DEFAULT_SLACK_API_URL)

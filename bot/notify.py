@@ -8,8 +8,6 @@ claimed in the database first, so two processes on one database never both send 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.error import URLError
@@ -18,6 +16,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.clock import Clock
+from bot.config import Settings
 from bot.store.db import OutboxRow, Store
 
 log = logging.getLogger(__name__)
@@ -111,5 +110,7 @@ def _retry_after(exc: SlackApiError) -> float:
     return 0.0
 
 
-def instance_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def notifier_client(settings: Settings) -> WebClient:
+    """A Web API client without automatic retries: a failed post goes back to the outbox,
+    which retries it later (after Retry-After on a 429) instead of blocking the job."""
+    return WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=15, retry_handlers=[])

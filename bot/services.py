@@ -12,6 +12,7 @@ from bot.demo import DEMO_CREDENTIALS, demo_transport
 from bot.kling.auth import ApiKeyCredentials, Credentials, JwtCredentials
 from bot.kling.cache import PackCache
 from bot.kling.client import KlingClient
+from bot.store.db import Store
 
 
 @dataclass
@@ -20,9 +21,13 @@ class Services:
     clock: Clock
     kling: KlingClient
     balances: PackCache
+    # The database, for what must survive a restart; None for commands that need none.
+    store: Store | None = None
 
     def close(self) -> None:
         self.kling.close()
+        if self.store is not None:
+            self.store.close()
 
 
 def credentials_for(settings: Settings, clock: Clock) -> Credentials:
@@ -37,7 +42,9 @@ def build_services(
     clock: Clock | None = None,
     demo: bool = False,
     kling_transport: httpx.BaseTransport | None = None,
+    with_store: bool = False,
 ) -> Services:
+    """`with_store` opens the database (creating or migrating its schema)."""
     clock = clock or SystemClock()
     if demo:
         credentials: Credentials = DEMO_CREDENTIALS
@@ -52,4 +59,8 @@ def build_services(
         transport=kling_transport,
     )
     balances = PackCache(kling.fetch_packs, ttl_s=settings.kling_cache_ttl_s, clock=clock)
-    return Services(settings=settings, clock=clock, kling=kling, balances=balances)
+    store = None
+    if with_store:
+        store = Store(settings.database_url)
+        store.migrate()
+    return Services(settings=settings, clock=clock, kling=kling, balances=balances, store=store)

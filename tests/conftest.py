@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,9 +52,9 @@ class RunningBot:
         return self.http.post(f"{self.url}/slack/events", content=body, headers=headers)
 
 
-def start_bot(kling: FakeKling, slack: FakeSlack, **env: str) -> Iterator[RunningBot]:
-    settings = Settings.from_env(bot_env(kling, slack, **env), need_slack=True)
-    services = build_services(settings)
+def start_bot(kling: FakeKling, slack: FakeSlack, database_url: str, **env: str) -> Iterator[RunningBot]:
+    settings = Settings.from_env(bot_env(kling, slack, DATABASE_URL=database_url, **env), need_slack=True)
+    services = build_services(settings, with_store=True)
     app = build_app(services)
     server = BackgroundHttpServer(app).start()
     try:
@@ -65,10 +66,15 @@ def start_bot(kling: FakeKling, slack: FakeSlack, **env: str) -> Iterator[Runnin
 
 
 @pytest.fixture
-def running_bot(kling: FakeKling, slack: FakeSlack, request: Any) -> Iterator[RunningBot]:
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'kling-bot.db'}"
+
+
+@pytest.fixture
+def running_bot(kling: FakeKling, slack: FakeSlack, database_url: str, request: Any) -> Iterator[RunningBot]:
     """The bot in HTTP mode against the stand-ins; `@pytest.mark.bot_env(KEY=value)` adds settings."""
     marker = request.node.get_closest_marker("bot_env")
-    yield from start_bot(kling, slack, **(marker.kwargs if marker else {}))
+    yield from start_bot(kling, slack, database_url, **(marker.kwargs if marker else {}))
 
 
 def pytest_configure(config: Any) -> None:

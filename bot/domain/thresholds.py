@@ -48,14 +48,14 @@ def parse_threshold(text: str) -> Threshold:
     """ "20%" -> 20 percent; "500" -> 500 units. Raises ThresholdSyntaxError saying what is wrong."""
     match = _THRESHOLD.match(text.strip().replace(",", ""))
     if not match:
-        raise ThresholdSyntaxError(f"“{text}” is not a threshold: use a percent like 20% or a quantity like 500")
+        raise ThresholdSyntaxError(f"“{text}” is not a threshold: use a percent like 20% or a quantity like 500.")
     value = float(match.group(1))
     if match.group(2):
         if not 0 < value < 100:
-            raise ThresholdSyntaxError(f"{text} is not a useful percent threshold: use more than 0% and less than 100%")
+            raise ThresholdSyntaxError(f"{text} is not a useful percent: use more than 0% and less than 100%.")
         return Threshold(ThresholdKind.PERCENT, value)
     if value <= 0:
-        raise ThresholdSyntaxError("an absolute threshold must be more than 0")
+        raise ThresholdSyntaxError("An absolute threshold must be more than 0.")
     return Threshold(ThresholdKind.ABSOLUTE, value)
 
 

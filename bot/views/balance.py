@@ -237,6 +237,8 @@ HELP_LINES = (
     f"`{COMMAND} share`: post the balances in this channel for everyone",
     f"`{COMMAND} refresh`: ask Kling now instead of using the cached answer",
     f"`{COMMAND} <part of a name>`: only packs whose name contains it, e.g. `{COMMAND} video`",
+    f"`{COMMAND} subscribe 20%` or `subscribe 500 for Video Generation`: DM me when a family falls below it",
+    f"`{COMMAND} subscriptions`: list mine; `{COMMAND} unsubscribe 20%` or `unsubscribe all` to stop",
     f"`{COMMAND} help`: this message",
 )
 

@@ -1,4 +1,4 @@
-"""`/kling-balance`: ack at once, then answer through `response_url`."""
+"""`/kling-balance` and its subcommands: ack at once, then answer through `response_url`."""
 
 from __future__ import annotations
 
@@ -6,11 +6,25 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
+from bot import subscriptions
 from bot.kling.errors import KlingError
 from bot.services import Services
 from bot.slack.access import may_see_balances
-from bot.slack.command_text import parse_balance_text
+from bot.slack.command_text import (
+    BalanceArgs,
+    ListSubscriptionsArgs,
+    SubscribeArgs,
+    UnsubscribeArgs,
+    UsageProblem,
+    parse_command,
+)
 from bot.views.balance import balance_message, error_message, help_message, refusal_message
+from bot.views.subscriptions import (
+    subscribed_message,
+    subscriptions_message,
+    unsubscribed_message,
+    usage_message,
+)
 
 COMMAND = "/kling-balance"
 
@@ -19,13 +33,24 @@ def balance_command(ack: Ack, command: dict[str, Any], respond: Respond, service
     # Ack first: Slack shows `operation_timeout` if it has no HTTP 200 within 3 s, and Kling
     # may take longer than that. Everything below answers through `response_url`.
     ack()
-    args = parse_balance_text(command.get("text"))
-    if args.help:
+    args = parse_command(command.get("text"))
+    if isinstance(args, BalanceArgs) and args.help:
         respond(**help_message(), response_type="ephemeral")
         return
-    if not may_see_balances(services.settings, command.get("user_id"), command.get("channel_id")):
+    if isinstance(args, UsageProblem):
+        respond(**usage_message(args), response_type="ephemeral")
+        return
+    user_id = command.get("user_id", "")
+    if not may_see_balances(services.settings, user_id, command.get("channel_id")):
         respond(**refusal_message(), response_type="ephemeral")
         return
+    if isinstance(args, BalanceArgs):
+        _balance(args, respond, services)
+    else:
+        _subscriptions(args, user_id, respond, services)
+
+
+def _balance(args: BalanceArgs, respond: Respond, services: Services) -> None:
     try:
         snapshot = services.balances.get(refresh=args.refresh)
     except KlingError as exc:
@@ -38,6 +63,25 @@ def balance_command(ack: Ack, command: dict[str, Any], respond: Respond, service
         name_filter=args.name_filter,
     )
     respond(**message, response_type="in_channel" if args.share else "ephemeral")
+
+
+def _subscriptions(
+    args: SubscribeArgs | UnsubscribeArgs | ListSubscriptionsArgs, user_id: str, respond: Respond, services: Services
+) -> None:
+    store = services.store
+    if store is None:  # only `balance` runs without a database, and it has no Slack commands
+        raise RuntimeError("subscriptions need the database")
+    if isinstance(args, SubscribeArgs):
+        try:
+            packs = services.balances.get().packs
+        except KlingError:
+            packs = None  # subscribe anyway; the family is checked at the next poll
+        result = subscriptions.subscribe(store, user_id, args, packs, services.clock.now())
+        respond(**subscribed_message(result), response_type="ephemeral")
+    elif isinstance(args, UnsubscribeArgs):
+        respond(**unsubscribed_message(subscriptions.unsubscribe(store, user_id, args)), response_type="ephemeral")
+    else:
+        respond(**subscriptions_message(subscriptions.list_subscriptions(store, user_id)), response_type="ephemeral")
 
 
 def register(app: App) -> None:

@@ -1,0 +1,94 @@
+"""Threshold subscriptions: add, remove, list. The Slack listener only parses and replies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.domain.packs import ResourcePack
+from bot.domain.thresholds import Level, Threshold, ThresholdKind, family_levels
+from bot.slack.command_text import SubscribeArgs, UnsubscribeArgs
+from bot.store.db import Store, SubscriptionRow
+
+
+def resolve_family(typed: str, families: Sequence[str]) -> str | None:
+    """The family the user meant: an exact match in any case, else the one family whose name
+    contains the text; None when nothing or several match."""
+    needle = typed.strip().casefold()
+    exact = [f for f in families if f.casefold() == needle]
+    if exact:
+        return exact[0]
+    partial = [f for f in families if needle in f.casefold()]
+    return partial[0] if len(partial) == 1 else None
+
+
+@dataclass(frozen=True)
+class Subscribed:
+    threshold: Threshold
+    family: str
+    created: bool
+    # Families the subscription watches and their level now (empty if Kling was unreachable).
+    levels: tuple[Level, ...]
+
+
+@dataclass(frozen=True)
+class UnknownFamily:
+    typed: str
+    families: tuple[str, ...]
+
+
+def subscribe(
+    store: Store, user_id: str, args: SubscribeArgs, packs: Sequence[ResourcePack] | None, now: datetime
+) -> Subscribed | UnknownFamily:
+    family = args.family
+    levels: dict[str, Level] = family_levels(packs) if packs is not None else {}
+    if family and packs is not None:
+        resolved = resolve_family(family, sorted(levels))
+        if resolved is None:
+            return UnknownFamily(family, tuple(sorted(levels, key=str.casefold)))
+        family = resolved
+    with store.transaction() as tx:
+        created = tx.add_subscription(user_id, family, str(args.threshold.kind), args.threshold.value, now)
+    watched = tuple(lvl for name, lvl in sorted(levels.items()) if not family or name == family)
+    return Subscribed(args.threshold, family, created, watched)
+
+
+def threshold_of(row: SubscriptionRow) -> Threshold:
+    return Threshold(ThresholdKind(row.kind), row.value)
+
+
+def list_subscriptions(store: Store, user_id: str) -> list[SubscriptionRow]:
+    with store.transaction() as tx:
+        return tx.subscriptions(user_id)
+
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    removed: tuple[SubscriptionRow, ...]
+    # Set when the bare command could mean several subscriptions: nothing was removed.
+    ambiguous: tuple[SubscriptionRow, ...] = ()
+
+
+def unsubscribe(store: Store, user_id: str, args: UnsubscribeArgs) -> Unsubscribed:
+    with store.transaction() as tx:
+        mine = tx.subscriptions(user_id)
+        if args.everything:
+            chosen = mine
+        elif args.threshold is None:
+            if len(mine) > 1:
+                return Unsubscribed((), ambiguous=tuple(mine))
+            chosen = mine
+        else:
+            chosen = [
+                row
+                for row in mine
+                if threshold_of(row) == args.threshold
+                and (
+                    not args.family
+                    or row.family.casefold() == args.family.casefold()
+                    or (resolve_family(args.family, [row.family]) == row.family and row.family != "")
+                )
+            ]
+        tx.remove_subscriptions([row.id for row in chosen])
+    return Unsubscribed(tuple(chosen))

@@ -1,0 +1,82 @@
+"""Replies to `subscribe`, `unsubscribe` and `subscriptions`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.slack.command_text import UsageProblem
+from bot.store.db import SubscriptionRow
+from bot.subscriptions import Subscribed, UnknownFamily, Unsubscribed, threshold_of
+from bot.views.alerts import describe_rearm, describe_threshold
+from bot.views.balance import COMMAND
+from bot.views.format import LAG_NOTE, clip, mrkdwn_escape, quantity
+
+Message = dict[str, Any]
+
+
+def _reply(text: str) -> Message:
+    text = clip(text, 3000)
+    return {
+        "text": clip(text.replace("*", "").replace("`", ""), 3900),
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    }
+
+
+def _scope(family: str) -> str:
+    return f"*{mrkdwn_escape(family)}*" if family else "any family"
+
+
+def _row_text(row: SubscriptionRow) -> str:
+    return f"below {describe_threshold(threshold_of(row))} for {_scope(row.family)}"
+
+
+def usage_message(problem: UsageProblem) -> Message:
+    return _reply(f"{mrkdwn_escape(problem.problem)}\nUsage: {problem.usage}")
+
+
+def subscribed_message(result: Subscribed | UnknownFamily) -> Message:
+    if isinstance(result, UnknownFamily):
+        known = ", ".join(result.families) or "none yet"
+        return _reply(
+            f"No pack family matches “{mrkdwn_escape(result.typed)}”. Families on this account: "
+            f"{mrkdwn_escape(known)}. Nothing was saved; try again with one of those."
+        )
+    what = f"below {describe_threshold(result.threshold)} for {_scope(result.family)}"
+    if not result.created:
+        return _reply(f"You already have this one: DM when {what}. `{COMMAND} subscriptions` lists yours.")
+    lines = [
+        f":white_check_mark: I'll DM you when {what}: once each time it falls below, and again only after "
+        f"it recovers above {describe_rearm(result.threshold)}.",
+    ]
+    below = [lvl for lvl in result.levels if lvl.measure(result.threshold.kind) < result.threshold.value]
+    for level in result.levels[:10]:
+        lines.append(
+            f"• {mrkdwn_escape(level.family)}: {quantity(level.remaining)} / {quantity(level.total)} "
+            f"left ({level.percent:.0f}%) now"
+        )
+    if below:
+        lines.append("Already below it now, so expect a DM at the next check.")
+    lines.append(f"Checked against Kling every poll. {LAG_NOTE}")
+    return _reply("\n".join(lines))
+
+
+def subscriptions_message(rows: Sequence[SubscriptionRow]) -> Message:
+    if not rows:
+        return _reply(f"You have no threshold subscriptions. Add one with `{COMMAND} subscribe 20%`.")
+    lines = ["*Your threshold DMs*"] + [f"• {_row_text(row)}" for row in rows[:40]]
+    if len(rows) > 40:
+        lines.append(f"…and {len(rows) - 40} more.")
+    lines.append(f"Stop one with `{COMMAND} unsubscribe <threshold>`, or all with `{COMMAND} unsubscribe all`.")
+    return _reply("\n".join(lines))
+
+
+def unsubscribed_message(result: Unsubscribed) -> Message:
+    if result.ambiguous:
+        return _reply(
+            f"You have {len(result.ambiguous)} subscriptions; say which to stop, or `{COMMAND} unsubscribe all`:\n"
+            + "\n".join(f"• {_row_text(row)}" for row in result.ambiguous[:40])
+        )
+    if not result.removed:
+        return _reply(f"Nothing matched, so nothing changed. `{COMMAND} subscriptions` lists yours.")
+    return _reply("Stopped: " + "; ".join(_row_text(row) for row in result.removed[:40]) + ".")
