@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 from urllib.error import URLError
 
 from slack_sdk import WebClient
@@ -18,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from bot.clock import Clock
 from bot.config import Settings
 from bot.store.db import OutboxRow, Store
+from bot.views.alerts import batch_messages
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,9 @@ CLAIM_LEASE_MS = 120_000
 # Slack allows about one message per second per channel.
 PER_CHANNEL_INTERVAL_S = 1.0
 MAX_RETRY_DELAY_S = 3600
+# This many or more warnings owed to one channel at once go out as one batched message
+# instead of a flood (an install with many packs expiring the same week, say).
+BATCH_FROM = 3
 
 
 @dataclass
@@ -47,32 +52,52 @@ class Notifier:
         self._last_post: dict[str, float] = {}
         self._dm_channels: dict[str, str] = {}
 
-    def deliver_due(self, *, limit: int = 200) -> DeliveryReport:
+    def deliver_due(self, *, limit: int = 1000) -> DeliveryReport:
         report = DeliveryReport()
         with self._store.transaction() as tx:
             rows = tx.claim_due(self._clock.now(), lease_ms=CLAIM_LEASE_MS, limit=limit)
-        for row in rows:
+        for rows_in_message, payload in self._messages(rows):
             try:
-                ts = self._post(row)
+                ts = self._post(rows_in_message[0], payload)
             except SlackApiError as exc:
                 retry_after = _retry_after(exc)
                 error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-                self._failed(row, f"Slack: {error or exc.response.status_code}", retry_after, report)
+                self._failed(rows_in_message, f"Slack: {error or exc.response.status_code}", retry_after, report)
             except (TimeoutError, URLError, OSError) as exc:
-                self._failed(row, f"network: {type(exc).__name__}", 0.0, report)
+                self._failed(rows_in_message, f"network: {type(exc).__name__}", 0.0, report)
             else:
                 with self._store.transaction() as tx:
-                    tx.mark_sent(row.id, self._clock.now(), ts)
-                report.sent.append(row.key)
+                    for row in rows_in_message:
+                        tx.mark_sent(row.id, self._clock.now(), ts)
+                report.sent.extend(row.key for row in rows_in_message)
         return report
 
-    def _post(self, row: OutboxRow) -> str | None:
+    def _messages(self, rows: list[OutboxRow]) -> list[tuple[list[OutboxRow], dict[str, Any]]]:
+        """One message per row, except warnings piling up for one channel: those are batched."""
+        batchable: dict[str, list[OutboxRow]] = {}
+        messages: list[tuple[list[OutboxRow], dict[str, Any]]] = []
+        for row in rows:
+            if not row.target_is_user and "line" in row.payload:
+                batchable.setdefault(row.target, []).append(row)
+            else:
+                messages.append(([row], row.payload))
+        for group in batchable.values():
+            if len(group) < BATCH_FROM:
+                messages.extend(([row], row.payload) for row in group)
+                continue
+            start = 0
+            for count, payload in batch_messages([row.payload["line"] for row in group]):
+                messages.append((group[start : start + count], payload))
+                start += count
+        return messages
+
+    def _post(self, row: OutboxRow, payload: dict[str, Any]) -> str | None:
         channel = self._dm_channel(row.target) if row.target_is_user else row.target
         self._pace(channel)
         response = self._client.chat_postMessage(
             channel=channel,
-            text=row.payload.get("text", ""),
-            blocks=row.payload.get("blocks"),
+            text=payload.get("text", ""),
+            blocks=payload.get("blocks"),
             unfurl_links=False,
             unfurl_media=False,
         )
@@ -90,13 +115,16 @@ class Notifier:
             self._clock.sleep(PER_CHANNEL_INTERVAL_S - (self._clock.monotonic() - last))
         self._last_post[channel] = self._clock.monotonic()
 
-    def _failed(self, row: OutboxRow, error: str, retry_after_s: float, report: DeliveryReport) -> None:
-        delay = retry_delay_s(row.attempts, retry_after_s)
+    def _failed(self, rows: list[OutboxRow], error: str, retry_after_s: float, report: DeliveryReport) -> None:
+        delay = retry_delay_s(rows[0].attempts, retry_after_s)
         retry_at = self._clock.now() + timedelta(seconds=delay)
-        log.warning("Could not send %s (%s); it stays owed, next try in %.0f s", row.key, error, delay)
+        keys = ", ".join(row.key for row in rows[:3]) + (f" and {len(rows) - 3} more" if len(rows) > 3 else "")
+        log.warning("Could not send %s (%s); still owed, next try in %.0f s", keys, error, delay)
         with self._store.transaction() as tx:
-            tx.mark_failed(row.id, error, retry_at)
-        report.failed[row.key] = error
+            for row in rows:
+                tx.mark_failed(row.id, error, retry_at)
+        for row in rows:
+            report.failed[row.key] = error
 
 
 def _retry_after(exc: SlackApiError) -> float:

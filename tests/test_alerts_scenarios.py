@@ -251,3 +251,20 @@ def test_subscribe_to_unknown_family_lists_the_real_ones(world: World) -> None:
     set_packs(world.kling, make_pack("Video Generation - A", pack_id="f"))
     reply = all_text(world.command("subscribe 20% for lipsync"))
     assert "No pack family matches “lipsync”" in reply and "Video Generation" in reply
+
+
+def test_many_warnings_at_once_are_batched_not_flooded(world: World) -> None:
+    """120 packs entering their last week at once give a couple of batched messages, each pack named once."""
+    packs = [make_pack(f"Video Generation - batch {i:03d}", pack_id=f"b{i}", expires_in_days=20) for i in range(120)]
+    set_packs(world.kling, *packs)
+    world.check()
+    world.clock.advance(timedelta(days=14).total_seconds())
+    world.check()
+    world.check()
+    posts = world.posts(ALERTS)
+    assert 1 <= len(posts) <= 3
+    for post in posts:
+        assert_valid_message(post)
+    text = "\n".join(all_text(p) for p in posts)
+    for i in range(120):
+        assert text.count(f"Video Generation - batch {i:03d}") == 1

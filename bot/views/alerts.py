@@ -16,13 +16,15 @@ from bot.views.format import LAG_NOTE, bar, clip, mrkdwn_escape, percent, quanti
 Message = dict[str, Any]
 
 
-def _message(text: str, detail: str, footer: str) -> Message:
+def _message(text: str, detail: str, footer: str, repeat: str = "") -> Message:
+    """A warning; `line` is its one-line form, used when several are sent together."""
     blocks = [
         {"type": "section", "text": {"type": "mrkdwn", "text": clip(f"{text}\n{detail}".strip(), 3000)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(footer, 3000)}]},
     ]
     plain = f"{text} {detail}".replace("*", "").replace("`", "")
-    return {"text": clip(plain, 3900), "blocks": blocks}
+    line = f"{text} _{repeat}_" if repeat else text
+    return {"text": clip(plain, 3900), "blocks": blocks, "line": clip(line, 1000)}
 
 
 def _expiry(pack_event: PackEvent, now: datetime) -> str:
@@ -35,11 +37,13 @@ def pack_event_message(event: PackEvent, now: datetime) -> Message:
     name = f"*{mrkdwn_escape(pack.name)}*"
     balance = f"{quantity(pack.remaining)} / {quantity(pack.total)} left"
     once = "You will not be warned again about this pack."
+    once_short = "Said once."
     if event.kind == EventKind.RUN_OUT:
         return _message(
             f":red_circle: {name} is used up.",
             f"All {quantity(pack.total)} are spent. Buy a new pack in the Kling console to keep generating.",
             f"{once} {LAG_NOTE}",
+            once_short,
         )
     if event.kind == EventKind.EXPIRED:
         unused = (
@@ -47,7 +51,7 @@ def pack_event_message(event: PackEvent, now: datetime) -> Message:
             if pack.remaining > 0
             else "Nothing was left unused."
         )
-        return _message(f":hourglass: {name} has expired.", unused, f"{once} {LAG_NOTE}")
+        return _message(f":hourglass: {name} has expired. {unused}", "", f"{once} {LAG_NOTE}", once_short)
     if event.kind == EventKind.EXPIRING:
         repeat = (
             "You will get one more reminder a day before it expires."
@@ -59,18 +63,67 @@ def pack_event_message(event: PackEvent, now: datetime) -> Message:
             f"`{bar(pack.fraction_left)}` {balance} ({percent(pack.fraction_left)}). Use it before then, "
             "or it is lost.",
             f"{repeat} {LAG_NOTE}",
+            "One more reminder at 1 day." if event.days and event.days > 1 else "Last reminder.",
         )
     if event.kind == EventKind.CAME_ONLINE:
         return _message(
             f":large_green_circle: {name} is now active.",
             f"{balance}; expires {_expiry(event, now)}.",
             "A one-off notice for this pack.",
+            once_short,
         )
     return _message(
         f":new: New pack {name}.",
         f"{balance}; expires {_expiry(event, now)}.",
         "A one-off notice for this pack.",
+        once_short,
     )
+
+
+# A batch message: header, sections of lines, footer, inside Slack's 50 blocks.
+BATCH_MAX_SECTIONS = 45
+
+
+def batch_messages(lines: list[str]) -> list[tuple[int, Message]]:
+    """Several warnings as few messages as fit Slack's limits: [(how many lines, message)]."""
+    out: list[tuple[int, Message]] = []
+    start = 0
+    while start < len(lines):
+        sections: list[str] = []
+        current = ""
+        used = 0
+        for line in lines[start:]:
+            candidate = f"{current}\n{line}" if current else line
+            if len(candidate) > 3000:
+                if len(sections) + 1 >= BATCH_MAX_SECTIONS:
+                    break
+                sections.append(current)
+                candidate = line
+            current = candidate
+            used += 1
+        sections.append(current)
+        chunk = lines[start : start + used]
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": f"Kling: {len(chunk)} pack warnings"}}
+        ]
+        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in sections]
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": (
+                            "Sent together so the channel is not flooded; each is said once, as noted. " + LAG_NOTE
+                        ),
+                    }
+                ],
+            }
+        )
+        plain = f"Kling: {len(chunk)} pack warnings. " + " ".join(chunk).replace("*", "").replace("_", "")
+        out.append((used, {"text": clip(plain, 3900), "blocks": blocks}))
+        start += used
+    return out
 
 
 def describe_threshold(threshold: Threshold) -> str:
