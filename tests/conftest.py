@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +67,41 @@ def start_bot(kling: FakeKling, slack: FakeSlack, database_url: str, **env: str)
         services.close()
 
 
+# Modules whose tests run on PostgreSQL too, when TEST_POSTGRES_URL names a server
+# (.ci/run starts one): the store and the alerting scenarios, where SQL dialects differ.
+POSTGRES_MODULES = {"test_store", "test_alerts_scenarios", "test_digest"}
+
+
+def pytest_generate_tests(metafunc: Any) -> None:
+    if "database_url" in metafunc.fixturenames:
+        engines = ["sqlite"]
+        if os.environ.get("TEST_POSTGRES_URL") and metafunc.module.__name__.rsplit(".", 1)[-1] in POSTGRES_MODULES:
+            engines.append("postgresql")
+        metafunc.parametrize("database_engine", engines, indirect=False)
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'kling-bot.db'}"
+def database_url(tmp_path: Path, database_engine: str) -> Iterator[str]:
+    """A fresh, empty database for one test: a SQLite file, or a new PostgreSQL database."""
+    if database_engine == "sqlite":
+        yield f"sqlite:///{tmp_path / 'kling-bot.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from bot.store.db import normalize_url
+
+    admin_url = normalize_url(os.environ["TEST_POSTGRES_URL"])
+    name = f"kling_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture

@@ -99,3 +99,42 @@ def test_console_script_and_module_both_answer_help() -> None:
     for argv in (["--help"], ["balance", "--help"], ["serve", "--help"]):
         result = subprocess.run([sys.executable, "-m", "bot", *argv], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_check_reports_what_it_did(kling: FakeKling, slack: FakeSlack, tmp_path) -> None:
+    """`kling-bot check` polls once, says it recorded a baseline, and exits 0."""
+    env = kling_env(
+        kling,
+        SLACK_BOT_TOKEN="xoxb-test-bot-token",
+        SLACK_API_URL=slack.api_url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'k.db'}",
+        ALERT_CHANNEL="C0ALERTS",
+    )
+    code, out, err = run(["check"], env)
+    assert code == 0, err
+    assert "Checked 1 pack(s)" in out and "baseline" in out
+
+
+def test_check_exits_1_when_kling_fails(kling: FakeKling, slack: FakeSlack, tmp_path) -> None:
+    """When Kling refuses and nothing is known, `check` exits 1 with the reason."""
+    kling.fail_next(1, 429, 1101, "arrears")
+    env = kling_env(
+        kling,
+        SLACK_BOT_TOKEN="xoxb-test-bot-token",
+        SLACK_API_URL=slack.api_url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'k.db'}",
+    )
+    code, _, err = run(["check"], env)
+    assert code == 1 and "arrears" in err
+
+
+def test_unusable_database_url_exits_1_without_leaking_it(kling: FakeKling, slack: FakeSlack) -> None:
+    """A database that cannot be opened gives one line, without the URL's password."""
+    env = kling_env(
+        kling,
+        SLACK_BOT_TOKEN="xoxb-test-bot-token",
+        SLACK_API_URL=slack.api_url,
+        DATABASE_URL="postgresql://bot:hunter2@127.0.0.1:1/kling",
+    )
+    code, _, err = run(["check"], env)
+    assert code == 1 and "DATABASE_URL" in err and "hunter2" not in err

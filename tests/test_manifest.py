@@ -17,11 +17,18 @@ def test_manifest_declares_the_command_scopes_and_urls() -> None:
     assert command["description"] and command["usage_hint"]
     assert command["url"].endswith("/slack/events")
     assert manifest["settings"]["interactivity"]["request_url"].endswith("/slack/events")
-    assert manifest["oauth_config"]["scopes"]["bot"] == ["commands"]
+    assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == [
+        "chat:write",
+        "chat:write.public",
+        "commands",
+        "im:write",
+    ]
     assert manifest["features"]["bot_user"]["display_name"]
     assert "socket_mode_enabled" in manifest["settings"]
 
 
-def test_procfile_runs_the_bot() -> None:
-    """The Procfile's web process is `kling-bot serve`."""
-    assert "web: kling-bot serve" in (ROOT / "Procfile").read_text().splitlines()
+def test_procfile_runs_web_and_worker() -> None:
+    """The Procfile runs the Slack app as `web` and the scheduler as `worker`, never both in one."""
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    assert "web: kling-bot serve --web-only" in lines
+    assert "worker: kling-bot worker" in lines

@@ -360,8 +360,15 @@ class Tx:
         return sqlite.insert(table)
 
     def _insert_ignore(self, table: Any, row: dict[str, Any], conflict: list[str]) -> bool:
-        stmt = self._dialect_insert(table).values(row).on_conflict_do_nothing(index_elements=conflict)
-        return self.conn.execute(stmt).rowcount == 1
+        # RETURNING says whether a row went in on both dialects; rowcount does not (psycopg
+        # reports -1 for an INSERT that SQLAlchemy gave an implicit RETURNING).
+        stmt = (
+            self._dialect_insert(table)
+            .values(row)
+            .on_conflict_do_nothing(index_elements=conflict)
+            .returning(table.c[conflict[0]])
+        )
+        return self.conn.execute(stmt).first() is not None
 
     def _upsert(self, table: Any, row: dict[str, Any], conflict: list[str], changes: dict[str, Any]) -> None:
         stmt = self._dialect_insert(table).values(row).on_conflict_do_update(index_elements=conflict, set_=changes)
