@@ -49,9 +49,10 @@ from bot.kling.cache import Snapshot  # noqa: E402
 from bot.kling.parse import parse_pack  # noqa: E402
 from bot.views.balance import balance_message  # noqa: E402
 from bot.views.terminal import balance_table  # noqa: E402
+from tests.conftest import bot_env as conftest_bot_env  # noqa: E402
 from tests.slack_requests import signed_headers, slash_command_body  # noqa: E402
-from tests.stand_ins.kling import ACCESS_KEY, SECRET_KEY, FakeKling, make_pack  # noqa: E402
-from tests.stand_ins.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack  # noqa: E402
+from tests.stand_ins.kling import FakeKling, make_pack  # noqa: E402
+from tests.stand_ins.slack import SIGNING_SECRET, FakeSlack  # noqa: E402
 
 CONCURRENCY = 100
 KLING_DELAY_S = 2.0
@@ -88,17 +89,8 @@ class TimedSlack(FakeSlack):
         return answer
 
 
-def bot_env(kling: FakeKling, slack: FakeSlack, **extra: str) -> dict[str, str]:
-    """The settings the bot needs against the stand-ins (as `tests/conftest.py:bot_env`)."""
-    return {
-        "KLING_API_BASE": kling.url,
-        "KLING_ACCESS_KEY": ACCESS_KEY,
-        "KLING_SECRET_KEY": SECRET_KEY,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        **extra,
-    }
+# The settings the bot needs against the stand-ins: the same as the tests use.
+bot_env = conftest_bot_env
 
 
 def free_port() -> int:

@@ -11,6 +11,7 @@ from typing import Any
 from bot.domain.alerts import EventKind, PackEvent
 from bot.domain.thresholds import Level, Threshold, ThresholdKind
 from bot.views.balance import COMMAND
+from bot.views.blocks import chunk_sections, context, header, plain, section
 from bot.views.format import LAG_NOTE, bar, clip, mrkdwn_escape, percent, quantity, relative, slack_date
 
 Message = dict[str, Any]
@@ -18,13 +19,12 @@ Message = dict[str, Any]
 
 def _message(text: str, detail: str, footer: str, repeat: str = "") -> Message:
     """A warning; `line` is its one-line form, used when several are sent together."""
-    blocks = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": clip(f"{text}\n{detail}".strip(), 3000)}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(footer, 3000)}]},
-    ]
-    plain = f"{text} {detail}".replace("*", "").replace("`", "")
     line = f"{text} _{repeat}_" if repeat else text
-    return {"text": clip(plain, 3900), "blocks": blocks, "line": clip(line, 1000)}
+    return {
+        "text": plain(f"{text} {detail}"),
+        "blocks": [section(f"{text}\n{detail}".strip()), context(footer)],
+        "line": clip(line, 1000),
+    }
 
 
 def _expiry(pack_event: PackEvent, now: datetime) -> str:
@@ -89,39 +89,14 @@ def batch_messages(lines: list[str]) -> list[tuple[int, Message]]:
     out: list[tuple[int, Message]] = []
     start = 0
     while start < len(lines):
-        sections: list[str] = []
-        current = ""
-        used = 0
-        for line in lines[start:]:
-            candidate = f"{current}\n{line}" if current else line
-            if len(candidate) > 3000:
-                if len(sections) + 1 >= BATCH_MAX_SECTIONS:
-                    break
-                sections.append(current)
-                candidate = line
-            current = candidate
-            used += 1
-        sections.append(current)
+        sections, used = chunk_sections(lines[start:], max_sections=BATCH_MAX_SECTIONS)
         chunk = lines[start : start + used]
-        blocks: list[dict[str, Any]] = [
-            {"type": "header", "text": {"type": "plain_text", "text": f"Kling: {len(chunk)} pack warnings"}}
+        blocks = [
+            header(f"Kling: {len(chunk)} pack warnings"),
+            *sections,
+            context("Sent together so the channel is not flooded; each is said once, as noted. " + LAG_NOTE),
         ]
-        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in sections]
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": (
-                            "Sent together so the channel is not flooded; each is said once, as noted. " + LAG_NOTE
-                        ),
-                    }
-                ],
-            }
-        )
-        plain = f"Kling: {len(chunk)} pack warnings. " + " ".join(chunk).replace("*", "").replace("_", "")
-        out.append((used, {"text": clip(plain, 3900), "blocks": blocks}))
+        out.append((used, {"text": plain(f"Kling: {len(chunk)} pack warnings. " + " ".join(chunk)), "blocks": blocks}))
         start += used
     return out
 

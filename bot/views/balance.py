@@ -8,13 +8,22 @@ pack list is cut with a line saying how to see the rest.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from bot.domain.packs import FamilyTotal, PackStatus, ResourcePack, family_totals, select_packs, status_label
 from bot.kling.cache import Snapshot
 from bot.kling.errors import KlingError
+from bot.views.blocks import (
+    FALLBACK_LIMIT,
+    MAX_BLOCKS,
+    SECTION_TEXT_LIMIT,
+    chunk_sections,
+    context,
+    header,
+    plain,
+    section,
+)
 from bot.views.format import (
     LAG_NOTE,
     age,
@@ -27,49 +36,11 @@ from bot.views.format import (
     slack_date,
 )
 
-MAX_BLOCKS = 50
-SECTION_TEXT_LIMIT = 3000
-FALLBACK_LIMIT = 3900
 # Beyond this many packs a chat message stops being readable; the rest are summarised.
 MAX_PACKS_LISTED = 40
 COMMAND = "/kling-balance"
 
 Message = dict[str, Any]
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-
-
-def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
-
-
-def _header(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, 150), "emoji": True}}
-
-
-def _chunk_sections(
-    entries: Sequence[str], *, max_sections: int, separator: str = "\n"
-) -> tuple[list[dict[str, Any]], int]:
-    """Pack entries into as few sections as fit the per-section text limit, using at most
-    `max_sections`; return the sections and how many entries they hold."""
-    texts: list[str] = []
-    used = 0
-    current = ""
-    for entry in entries:
-        entry = clip(entry, SECTION_TEXT_LIMIT)
-        candidate = f"{current}{separator}{entry}" if current else entry
-        if len(candidate) > SECTION_TEXT_LIMIT:
-            if len(texts) + 1 >= max_sections:
-                break
-            texts.append(current)
-            candidate = entry
-        current = candidate
-        used += 1
-    if current and len(texts) < max_sections:
-        texts.append(current)
-    return [_section(t) for t in texts], used
 
 
 def family_line(total: FamilyTotal, now: datetime) -> str:
@@ -139,30 +110,30 @@ def balance_message(
     hidden_inactive = len(matching_all) - len(packs)
     title = "Kling balance" + (f": “{name_filter.strip()}”" if name_filter.strip() else "")
 
-    blocks: list[dict[str, Any]] = [_header(title)]
+    blocks: list[dict[str, Any]] = [header(title)]
     note = stale_note(snapshot, now)
     if note:
-        blocks.append(_section(note))
+        blocks.append(section(note))
 
     if not packs:
         text = _empty_text(snapshot, name_filter=name_filter, hidden_inactive=hidden_inactive)
-        blocks.append(_section(text))
-        blocks.append(_context(_footer(snapshot, now, include_inactive=True, hidden_inactive=0)))
-        return {"text": _plain(text), "blocks": blocks}
+        blocks.append(section(text))
+        blocks.append(context(_footer(snapshot, now, include_inactive=True, hidden_inactive=0)))
+        return {"text": plain(text), "blocks": blocks}
 
     totals = family_totals(matching_all)
     # Budget: header/stale note so far, then families, pack list, "more" lines and footer.
     reserved = 3
-    family_blocks, families_shown = _chunk_sections(
+    family_blocks, families_shown = chunk_sections(
         [family_line(t, now) for t in totals], max_sections=max(1, (MAX_BLOCKS - len(blocks) - reserved) // 3)
     )
     blocks.extend(family_blocks)
     if families_shown < len(totals):
-        blocks.append(_context(f"…and {len(totals) - families_shown} more famil(ies) not shown."))
+        blocks.append(context(f"…and {len(totals) - families_shown} more famil(ies) not shown."))
     if totals:
         blocks.append({"type": "divider"})
 
-    pack_blocks, packs_shown = _chunk_sections(
+    pack_blocks, packs_shown = chunk_sections(
         [pack_entry(p, now) for p in packs[:MAX_PACKS_LISTED]],
         max_sections=MAX_BLOCKS - len(blocks) - reserved,
         separator="\n\n",
@@ -170,12 +141,12 @@ def balance_message(
     blocks.extend(pack_blocks)
     if packs_shown < len(packs):
         blocks.append(
-            _context(
+            context(
                 f"…and {len(packs) - packs_shown} more pack(s) not listed (the totals above include them). "
                 f"Narrow the list with `{COMMAND} <part of a name>`, or run `kling-bot balance` for every pack."
             )
         )
-    blocks.append(_context(_footer(snapshot, now, include_inactive=include_inactive, hidden_inactive=hidden_inactive)))
+    blocks.append(context(_footer(snapshot, now, include_inactive=include_inactive, hidden_inactive=hidden_inactive)))
 
     fallback_lines = ["Kling balance" + (" (stale)" if snapshot.stale else "")]
     fallback_lines += [_fallback_line(t) for t in totals if t.online_packs]
@@ -206,13 +177,9 @@ def _empty_text(snapshot: Snapshot, *, name_filter: str, hidden_inactive: int) -
     )
 
 
-def _plain(mrkdwn: str) -> str:
-    return clip(mrkdwn.replace("*", "").replace("`", ""), FALLBACK_LIMIT)
-
-
 def error_message(error: KlingError) -> Message:
     text = f":warning: Couldn't get balances from Kling: {mrkdwn_escape(error.describe())}\n{error.advice}"
-    return {"text": _plain(text), "blocks": [_section(clip(text, SECTION_TEXT_LIMIT))]}
+    return {"text": plain(text), "blocks": [section(clip(text, SECTION_TEXT_LIMIT))]}
 
 
 def refusal_message() -> Message:
@@ -220,7 +187,7 @@ def refusal_message() -> Message:
         "Sorry, Kling balances are restricted to certain people or channels here. "
         "Ask whoever runs the bot to add you (KLING_ALLOWED_USERS / KLING_ALLOWED_CHANNELS)."
     )
-    return {"text": text, "blocks": [_section(text)]}
+    return {"text": text, "blocks": [section(text)]}
 
 
 def internal_error_message() -> Message:
@@ -228,7 +195,7 @@ def internal_error_message() -> Message:
         ":warning: Something went wrong inside the bot while answering. It has been logged; "
         "please try again, and tell whoever runs the bot if it keeps happening."
     )
-    return {"text": _plain(text), "blocks": [_section(text)]}
+    return {"text": plain(text), "blocks": [section(text)]}
 
 
 HELP_LINES = (
@@ -246,4 +213,4 @@ HELP_LINES = (
 def help_message() -> Message:
     text = "*Kling balance: usage*\n" + "\n".join(f"• {line}" for line in HELP_LINES)
     text += "\nWords combine: `" + COMMAND + " all share video`. " + LAG_NOTE
-    return {"text": _plain(text), "blocks": [_section(text)]}
+    return {"text": plain(text), "blocks": [section(text)]}

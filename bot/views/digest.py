@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from bot.domain.packs import FamilyTotal, PackStatus, ResourcePack
 from bot.views.balance import COMMAND, family_line
+from bot.views.blocks import context, header, section
 from bot.views.format import LAG_NOTE, clip, mrkdwn_escape, quantity, relative, slack_date
 
 MAX_LISTED = 15
@@ -35,10 +36,6 @@ class DigestData:
     any_packs: bool = True
 
 
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, 3000)}}
-
-
 def _listed(lines: list[str], what: str) -> str:
     shown = lines[:MAX_LISTED]
     if len(lines) > MAX_LISTED:
@@ -48,12 +45,10 @@ def _listed(lines: list[str], what: str) -> str:
 
 def digest_message(data: DigestData) -> dict[str, Any]:
     local = data.now.astimezone(ZoneInfo(data.zone_name))
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"Kling daily digest: {local:%a %d %b %Y}"}}
-    ]
+    blocks: list[dict[str, Any]] = [header(f"Kling daily digest: {local:%a %d %b %Y}")]
     plain = [f"Kling daily digest {local:%Y-%m-%d}"]
     if data.stale_note:
-        blocks.append(_section(f":warning: {mrkdwn_escape(data.stale_note)}"))
+        blocks.append(section(f":warning: {mrkdwn_escape(data.stale_note)}"))
 
     period = "in the last 24 h" if data.first else f"since the last digest ({relative(data.since, data.now)})"
     if data.usage:
@@ -63,12 +58,12 @@ def digest_message(data: DigestData) -> dict[str, Any]:
             line += f"\n      used {quantity(row.used)} {period}"
             lines.append(line)
             plain.append(f"{row.total.family}: {quantity(row.total.remaining)} left, used {quantity(row.used)}")
-        blocks.append(_section("*Balances*\n" + _listed(lines, "families")))
+        blocks.append(section("*Balances*\n" + _listed(lines, "families")))
     elif data.any_packs:
-        blocks.append(_section("*Balances*\nNo active packs: everything has expired or been used up."))
+        blocks.append(section("*Balances*\nNo active packs: everything has expired or been used up."))
         plain.append("No active packs.")
     else:
-        blocks.append(_section("*Balances*\nKling reports no resource packs in the look-back window."))
+        blocks.append(section("*Balances*\nKling reports no resource packs in the look-back window."))
         plain.append("No packs.")
 
     if data.expiring:
@@ -78,7 +73,7 @@ def digest_message(data: DigestData) -> dict[str, Any]:
             for p in data.expiring
             if p.invalid_time
         ]
-        blocks.append(_section(":hourglass_flowing_sand: *Expiring soon*\n" + _listed(lines, "packs")))
+        blocks.append(section(":hourglass_flowing_sand: *Expiring soon*\n" + _listed(lines, "packs")))
         plain.append(f"{len(data.expiring)} pack(s) expiring soon.")
 
     if data.ended:
@@ -88,22 +83,13 @@ def digest_message(data: DigestData) -> dict[str, Any]:
                 lines.append(f"• *{mrkdwn_escape(p.name)}* was used up")
             else:
                 lines.append(f"• *{mrkdwn_escape(p.name)}* expired with {quantity(p.remaining)} unused")
-        blocks.append(_section(f"*Ended {period}*\n" + _listed(lines, "packs")))
+        blocks.append(section(f"*Ended {period}*\n" + _listed(lines, "packs")))
         plain.append(f"{len(data.ended)} pack(s) ended.")
 
     blocks.append(
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": clip(
-                        f"Sent every day at {data.digest_time:%H:%M} {data.zone_name} time. {LAG_NOTE} "
-                        f"`{COMMAND}` shows the balances any time.",
-                        3000,
-                    ),
-                }
-            ],
-        }
+        context(
+            f"Sent every day at {data.digest_time:%H:%M} {data.zone_name} time. {LAG_NOTE} "
+            f"`{COMMAND}` shows the balances any time."
+        )
     )
     return {"text": clip(" ".join(plain), 3900), "blocks": blocks}

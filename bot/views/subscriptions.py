@@ -10,17 +10,14 @@ from bot.store.db import SubscriptionRow
 from bot.subscriptions import Subscribed, UnknownFamily, Unsubscribed, threshold_of
 from bot.views.alerts import describe_rearm, describe_threshold
 from bot.views.balance import COMMAND
-from bot.views.format import LAG_NOTE, clip, mrkdwn_escape, quantity
+from bot.views.blocks import plain, section
+from bot.views.format import LAG_NOTE, mrkdwn_escape, quantity
 
 Message = dict[str, Any]
 
 
 def _reply(text: str) -> Message:
-    text = clip(text, 3000)
-    return {
-        "text": clip(text.replace("*", "").replace("`", ""), 3900),
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
-    }
+    return {"text": plain(text), "blocks": [section(text)]}
 
 
 def _scope(family: str) -> str:
