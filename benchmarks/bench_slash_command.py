@@ -120,7 +120,7 @@ class Server:
 
 
 @contextmanager
-def serve_subprocess(kling: FakeKling, slack: FakeSlack) -> Iterator[Server]:
+def serve_subprocess(kling: FakeKling, slack: FakeSlack, *extra: str) -> Iterator[Server]:
     """`python -m bot serve` (= `kling-bot serve`) on a free loopback port, stopped afterwards."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KLING_", "SLACK_"))}
@@ -133,7 +133,7 @@ def serve_subprocess(kling: FakeKling, slack: FakeSlack) -> Iterator[Server]:
         with open(log_path, "wb") as log:
             started = time.perf_counter()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1"],
+                [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", *extra],
                 cwd=tmp,  # no stray .env from the working directory
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -381,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with FakeKling(packs=[make_pack(BURST_PACK_NAME)]) as kling, TimedSlack() as slack:
         kling.delay_s = KLING_DELAY_S
-        with serve_subprocess(kling, slack) as server:
+        # --web-only: the scheduler's first check would otherwise fill the cache before the
+        # burst, and the burst would not measure a cold cache.
+        with serve_subprocess(kling, slack, "--web-only") as server:
             pid = server.proc.pid
             idle_rss = proc_status_mb(pid, "VmRSS")
             idle_hwm = proc_status_mb(pid, "VmHWM")
@@ -394,8 +396,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             peak_after_warm = proc_status_mb(pid, "VmHWM")
         log = server.log or []
         exit_code = server.proc.returncode
+        # The whole `serve`, scheduler included, once its first check (a Kling call) is done.
+        kling.delay_s = 0
+        calls_before = len(kling.calls)
+        with serve_subprocess(kling, slack) as full:
+            kling.wait_for_calls(calls_before + 1)
+            time.sleep(0.5)  # let the check's database transaction finish
+            full_rss = proc_status_mb(full.proc.pid, "VmRSS")
+            full_hwm = proc_status_mb(full.proc.pid, "VmHWM")
 
-    print(f"Server: `python -m bot serve` (pid {pid}), /healthz answered {ms(server.startup_s)} after spawn")
+    print(f"Server: `python -m bot serve --web-only` (pid {pid}), /healthz answered {ms(server.startup_s)} after spawn")
     print(
         f"Stand-in Kling answers after {KLING_DELAY_S:.0f} s; {CONCURRENCY} concurrent signed /kling-balance requests, "
         + (
@@ -414,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  idle after start-up:  RSS {mb(idle_rss)} (peak so far {mb(idle_hwm)})")
     print(f"  after the cold burst: RSS {mb(after_rss)}, peak (VmHWM) {mb(peak_rss)}; {threads} threads")
     print(f"  after the warm burst: peak (VmHWM) {mb(peak_after_warm)}")
+    print(f"  full `serve` (scheduler, database) after its first check: RSS {mb(full_rss)}, peak {mb(full_hwm)}")
     print(f"  server exit code {exit_code}; its warnings and errors:")
     for line in log_summary(log) or ["none"]:
         print(f"    {line}")

@@ -116,8 +116,9 @@ def main(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=stderr
     )
     if settings.log_level != "DEBUG":
-        # httpx logs every request at INFO; that is noise for a terminal user.
+        # httpx logs every request and APScheduler every job run at INFO: noise, not news.
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     if args.command == "balance":
         return _balance(settings, args, stdout, stderr)
     identity: dict[str, object] = {}

@@ -46,7 +46,7 @@ def _quiet_kling_errors(job: Callable[[], Any]) -> Callable[[], None]:
         except KlingError as exc:
             log.warning("%s skipped: %s", job.__name__, exc.describe())
 
-    run.__name__ = job.__name__
+    run.__name__ = run.__qualname__ = job.__name__
     return run
 
 

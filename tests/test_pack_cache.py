@@ -116,3 +116,30 @@ def test_callers_right_after_a_failure_do_not_each_retry() -> None:
     with pytest.raises(UnavailableError):
         cache.get()
     assert len(calls) == 2
+
+
+def test_zero_ttl_burst_still_makes_one_call() -> None:
+    """With KLING_CACHE_TTL=0, callers queued behind a 2 s fetch take its answer instead of each fetching."""
+    clock = FakeClock()
+    release = threading.Event()
+    started = threading.Event()
+    calls = []
+
+    def fetch() -> list[ResourcePack]:
+        calls.append(1)
+        started.set()
+        release.wait(10)
+        clock.advance(2)  # Kling took 2 s
+        return [pack()]
+
+    cache = PackCache(fetch, ttl_s=0, clock=clock)
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        first = pool.submit(cache.get)
+        started.wait(10)
+        rest = [pool.submit(cache.get) for _ in range(9)]
+        release.set()
+        results = [f.result(timeout=10) for f in [first, *rest]]
+    assert len(calls) == 1 and all(r.packs == (pack(),) for r in results)
+    clock.advance(1)
+    cache.get()
+    assert len(calls) == 2  # a caller after the answer arrived asks again (TTL 0)

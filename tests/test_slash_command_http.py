@@ -210,12 +210,8 @@ def test_stale_answer_is_labelled_when_kling_fails(running_bot: RunningBot) -> N
 
 def test_refresh_asks_kling_again(running_bot: RunningBot) -> None:
     """`refresh` bypasses the cache and shows the new numbers."""
-    # A refresh shares a fetch that started under a second ago (Kling allows one call a
-    # second); a slow first answer puts the refresh past that window without sleeping.
-    running_bot.kling.delay_s = 1.1
     send_command(running_bot, "", "first")
     running_bot.slack.wait_for_responses("first")
-    running_bot.kling.delay_s = 0
     running_bot.kling.packs = [make_pack("Video Generation - X", total=100, remaining=7)]
     send_command(running_bot, "", "cached")
     [cached] = running_bot.slack.wait_for_responses("cached")

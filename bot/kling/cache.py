@@ -1,7 +1,9 @@
 """Cached balances with single flight, and stale answers when Kling fails.
 
-Any number of concurrent callers within one TTL cause one upstream call: the first takes
-the lock and fetches, the others wait on the same lock and then read what it fetched.
+Any number of concurrent callers cause one upstream call: the first takes the lock and
+fetches, the others wait on the same lock and then take what it fetched, since an answer
+that arrived after they asked is as fresh as any they could get. That holds for `refresh`
+and for a TTL of 0 too, so a burst never turns into a queue of one-a-second Kling calls.
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ _KEY = "packs"
 # After a failed fetch, callers within this window get the same answer (stale data or the
 # error) instead of each waiting out another round of retries against a failing Kling.
 FAILURE_REUSE_S = 30.0
-# `refresh` still shares a fetch that started this recently (Kling allows one call a second).
-REFRESH_SHARE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,33 +59,31 @@ class PackCache:
         self._fresh: TTLCache[str, Snapshot] = TTLCache(maxsize=1, ttl=ttl_s, timer=clock.monotonic)
         self._lock = threading.Lock()
         self._last_good: Snapshot | None = None
-        self._last_good_started = float("-inf")
+        self._last_good_at = float("-inf")
         self._last_failure: tuple[float, KlingError] | None = None
         self.upstream_calls = 0
 
     def get(self, *, refresh: bool = False) -> Snapshot:
-        """The current packs; `refresh` skips the cache but still shares a just-started fetch.
+        """The current packs; `refresh` skips the cache but still shares a fetch in flight.
 
         Raises `KlingError` only when the fetch failed and no earlier answer exists.
         """
         asked = self._clock.monotonic()
         with self._lock:
-            if refresh:
-                if self._last_good is not None and self._last_good_started >= asked - REFRESH_SHARE_S:
-                    return self._last_good
-            else:
+            # A fetch that ended after this caller asked was in flight meanwhile: share it.
+            if self._last_good is not None and self._last_good_at >= asked:
+                return self._last_good
+            if self._last_failure is not None and self._last_failure[0] >= asked:
+                return self._stale_or_raise(self._last_failure[1])
+            if not refresh:
                 cached = self._fresh.get(_KEY)
                 if cached is not None:
                     return cached
-            if self._last_failure is not None:
-                failed_at, error = self._last_failure
-                reuse_for = REFRESH_SHARE_S if refresh else FAILURE_REUSE_S
-                if failed_at >= asked - reuse_for:
-                    return self._stale_or_raise(error)
+                if self._last_failure is not None and self._last_failure[0] >= asked - FAILURE_REUSE_S:
+                    return self._stale_or_raise(self._last_failure[1])
             return self._fetch_locked()
 
     def _fetch_locked(self) -> Snapshot:
-        started = self._clock.monotonic()
         self.upstream_calls += 1
         try:
             packs = self._fetch()
@@ -96,7 +94,7 @@ class PackCache:
         snapshot = Snapshot(packs=tuple(packs), fetched_at=self._clock.now())
         self._fresh[_KEY] = snapshot
         self._last_good = snapshot
-        self._last_good_started = started
+        self._last_good_at = self._clock.monotonic()
         self._last_failure = None
         return snapshot
 
