@@ -230,8 +230,13 @@ def _worker(services: Services, stderr: TextIO) -> int:
 
     scheduler = blocking_scheduler(Jobs.for_services(services), services.settings)
     log.info(_schedule_summary(services.settings))
-    with contextlib.suppress(KeyboardInterrupt):
-        scheduler.start()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            scheduler.start()
+    finally:
+        # Let a check that is running finish its transaction before the database closes.
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
     return EXIT_OK
 
 
@@ -295,5 +300,6 @@ def _serve(services: Services, args: argparse.Namespace, identity: dict[str, obj
         pass
     finally:
         if scheduler is not None:
-            scheduler.shutdown(wait=False)
+            # Let a check that is running finish its transaction before the database closes.
+            scheduler.shutdown(wait=True)
     return EXIT_OK
