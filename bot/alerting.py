@@ -22,6 +22,12 @@ from bot.views.digest import DigestData, FamilyUsage, digest_message
 
 log = logging.getLogger(__name__)
 
+# Housekeeping, once a day: notifications sent more than KEEP_SENT ago are forgotten, and
+# snapshots older than any digest or trend would look at.
+PRUNE_EVERY = timedelta(days=1)
+KEEP_SENT = timedelta(days=90)
+KEEP_SNAPSHOTS = timedelta(days=400)
+
 
 @dataclass(frozen=True)
 class CheckReport:
@@ -49,6 +55,9 @@ def run_check(store: Store, packs: Sequence[ResourcePack], now: datetime, settin
             log.warning("%d pack event(s) but no ALERT_CHANNEL or DIGEST_CHANNEL is set to warn in", len(events))
         dms = _step_subscriptions(tx, packs, now)
         written = tx.save_packs(packs, previous, now)
+        last_prune = tx.get_meta("last_prune_at")
+        if last_prune is None or now - (from_ms(int(last_prune)) or now) >= PRUNE_EVERY:
+            tx.prune(now, sent_older_than=KEEP_SENT, snapshots_older_than=KEEP_SNAPSHOTS)
     return CheckReport(len(packs), previous is None, warnings, dms, written)
 
 
@@ -58,10 +67,12 @@ def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime) ->
         return []
     levels = family_levels(packs)
     states = tx.subscription_states()
-    queued = []
+    queued: list[str] = []
+    changed: list[tuple[int, str, bool, int]] = []
     for sub in subscriptions:
         threshold = Threshold(ThresholdKind(sub.kind), sub.value)
         for level in _levels_for(levels, sub.family):
+            # No stored state means the default: armed, never crossed.
             armed, crossings = states.get((sub.id, level.family), (True, 0))
             outcome = step(threshold, level, armed=armed)
             new_crossings = crossings + 1 if outcome.fire else crossings
@@ -70,8 +81,9 @@ def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime) ->
                 message = threshold_dm(threshold, level, family_filter=sub.family)
                 if tx.enqueue(key, "threshold", sub.user_id, message, now, to_user=True):
                     queued.append(key)
-            if (sub.id, level.family) not in states or (outcome.armed, new_crossings) != (armed, crossings):
-                tx.set_subscription_state(sub.id, level.family, outcome.armed, new_crossings)
+            if (outcome.armed, new_crossings) != (armed, crossings):
+                changed.append((sub.id, level.family, outcome.armed, new_crossings))
+    tx.set_subscription_states(changed)
     return queued
 
 

@@ -67,26 +67,27 @@ class Notifier:
                 self._failed(rows_in_message, f"network: {type(exc).__name__}", 0.0, report)
             else:
                 with self._store.transaction() as tx:
-                    for row in rows_in_message:
-                        tx.mark_sent(row.id, self._clock.now(), ts)
+                    tx.mark_sent([row.id for row in rows_in_message], self._clock.now(), ts)
                 report.sent.extend(row.key for row in rows_in_message)
         return report
 
     def _messages(self, rows: list[OutboxRow]) -> list[tuple[list[OutboxRow], dict[str, Any]]]:
-        """One message per row, except warnings piling up for one channel: those are batched."""
-        batchable: dict[str, list[OutboxRow]] = {}
+        """One message per row, except warnings or DMs piling up for one channel or person:
+        those are batched, so nobody gets a flood."""
+        batchable: dict[tuple[str, bool], list[OutboxRow]] = {}
         messages: list[tuple[list[OutboxRow], dict[str, Any]]] = []
         for row in rows:
-            if not row.target_is_user and "line" in row.payload:
-                batchable.setdefault(row.target, []).append(row)
+            if "line" in row.payload:
+                batchable.setdefault((row.target, row.target_is_user), []).append(row)
             else:
                 messages.append(([row], row.payload))
-        for group in batchable.values():
+        for (_, to_user), group in batchable.items():
             if len(group) < BATCH_FROM:
                 messages.extend(([row], row.payload) for row in group)
                 continue
             start = 0
-            for count, payload in batch_messages([row.payload["line"] for row in group]):
+            title = "thresholds crossed" if to_user else "pack warnings"
+            for count, payload in batch_messages([row.payload["line"] for row in group], title=title):
                 messages.append((group[start : start + count], payload))
                 start += count
         return messages
@@ -121,8 +122,7 @@ class Notifier:
         keys = ", ".join(row.key for row in rows[:3]) + (f" and {len(rows) - 3} more" if len(rows) > 3 else "")
         log.warning("Could not send %s (%s); still owed, next try in %.0f s", keys, error, delay)
         with self._store.transaction() as tx:
-            for row in rows:
-                tx.mark_failed(row.id, error, retry_at)
+            tx.mark_failed([row.id for row in rows], error, retry_at)
         for row in rows:
             report.failed[row.key] = error
 

@@ -268,3 +268,36 @@ def test_many_warnings_at_once_are_batched_not_flooded(world: World) -> None:
     text = "\n".join(all_text(p) for p in posts)
     for i in range(120):
         assert text.count(f"Video Generation - batch {i:03d}") == 1
+
+
+def test_several_families_crossing_at_once_make_one_dm(world: World) -> None:
+    """A threshold on every family, crossed by three families in one poll, gives the person one DM naming all three."""
+    names = ["Video Generation", "Image Generation", "Virtual Try-On"]
+    set_packs(world.kling, *[make_pack(f"{n} - A", total=100, remaining=90, pack_id=n) for n in names])
+    world.check()
+    world.command("subscribe 50%", user_id="U_CAROL")
+    set_packs(world.kling, *[make_pack(f"{n} - A", total=100, remaining=10, pack_id=n) for n in names])
+    world.check()
+    world.check()
+    [dm] = world.dms("U_CAROL")
+    assert_valid_message(dm)
+    text = all_text(dm)
+    assert "3 thresholds crossed" in text
+    for name in names:
+        assert text.count(f"*{name}*") == 1
+
+
+def test_old_sent_notifications_are_pruned_without_resending(world: World) -> None:
+    """Months later, sent warnings are forgotten to keep the database small, and nothing is sent again."""
+    pack = make_pack("Video Generation - A", pack_id="old1", remaining=10, expires_in_days=400)
+    set_packs(world.kling, pack)
+    world.check()
+    set_packs(world.kling, {**pack, "status": "runOut", "remaining_quantity": 0})
+    world.check()
+    assert len(world.posts(ALERTS)) == 1
+    world.clock.advance(timedelta(days=120).total_seconds())
+    world.check()
+    with world.services.store.transaction() as tx:
+        assert tx.outbox_counts() == {"sent": 0, "owed": 0}
+    world.check()
+    assert len(world.posts(ALERTS)) == 1

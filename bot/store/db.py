@@ -11,10 +11,23 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.domain.alerts import PackState
@@ -147,49 +160,76 @@ class Tx:
         }
 
     def save_packs(self, packs: Sequence[ResourcePack], previous: dict[str, PackState] | None, now: datetime) -> int:
-        """Upsert every pack's state and add a snapshot where the remaining quantity changed.
+        """Store every pack's state and a snapshot where its remaining quantity changed.
 
-        Returns the number of snapshot rows written.
+        Only new and changed packs are written, each kind in one batched statement, so a
+        poll where nothing changed writes nothing here. Returns the snapshot rows written.
         """
         now_ms = to_ms(now)
         previous = previous or {}
+        new_rows: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        status_changed: list[dict[str, Any]] = []
         snapshot_rows = []
         for pack in packs:
             before = previous.get(pack.pack_id)
-            status = str(pack.status)
             values = {
                 "name": pack.name,
-                "status": status,
+                "status": str(pack.status),
                 "remaining": pack.remaining,
                 "total": pack.total,
                 "invalid_time": to_ms(pack.invalid_time) if pack.invalid_time else None,
-                "last_seen": now_ms,
+                "last_changed": now_ms,
             }
             if before is None:
-                self._upsert(
-                    s.pack_state,
-                    {"pack_id": pack.pack_id, **values, "first_seen": now_ms, "status_changed_at": now_ms},
-                    ["pack_id"],
-                    values,
-                )
+                new_rows.append({"pack_id": pack.pack_id, **values, "first_seen": now_ms, "status_changed_at": now_ms})
             elif (before.status, before.remaining, before.total, before.name, before.invalid_time) != (
-                status,
+                values["status"],
                 pack.remaining,
                 pack.total,
                 pack.name,
                 pack.invalid_time,
             ):
-                if before.status != status:
-                    values["status_changed_at"] = now_ms
-                self.conn.execute(update(s.pack_state).where(s.pack_state.c.pack_id == pack.pack_id).values(values))
+                row = {"b_pack_id": pack.pack_id, **values}
+                if before.status != values["status"]:
+                    status_changed.append({**row, "status_changed_at": now_ms})
+                else:
+                    changed.append(row)
             if before is None or before.remaining != pack.remaining:
                 snapshot_rows.append({"pack_id": pack.pack_id, "at": now_ms, "remaining": pack.remaining})
+        if new_rows:
+            # Upsert, not insert: another replica may have stored the same new pack meanwhile.
+            self._upsert_many(s.pack_state, new_rows, ["pack_id"])
+        for rows in (changed, status_changed):
+            if rows:
+                columns = [k for k in rows[0] if k != "b_pack_id"]
+                self.conn.execute(
+                    update(s.pack_state)
+                    .where(s.pack_state.c.pack_id == bindparam("b_pack_id"))
+                    .values({c: bindparam(c) for c in columns}),
+                    rows,
+                )
         if snapshot_rows:
             self.conn.execute(insert(s.snapshots), snapshot_rows)
         if self.get_meta("baseline_at") is None:
             self.set_meta("baseline_at", str(now_ms))
         self.set_meta("last_poll_at", str(now_ms))
         return len(snapshot_rows)
+
+    def prune(self, now: datetime, *, sent_older_than: timedelta, snapshots_older_than: timedelta) -> dict[str, int]:
+        """Forget notifications sent long ago and snapshots too old for any digest or trend.
+
+        Safe for exactly-once: an old event is never detected again (the pack's stored state
+        has moved on, and threshold keys count crossings), so its outbox row is not needed.
+        """
+        sent = self.conn.execute(
+            delete(s.outbox).where(s.outbox.c.sent_at.is_not(None), s.outbox.c.sent_at < to_ms(now - sent_older_than))
+        ).rowcount
+        snaps = self.conn.execute(
+            delete(s.snapshots).where(s.snapshots.c.at < to_ms(now - snapshots_older_than))
+        ).rowcount
+        self.set_meta("last_prune_at", str(to_ms(now)))
+        return {"outbox": sent, "snapshots": snaps}
 
     def packs_changed_status_since(self, since: datetime, statuses: Iterable[str]) -> list[dict[str, Any]]:
         rows = self.conn.execute(
@@ -251,41 +291,49 @@ class Tx:
         """Take up to `limit` due notifications for this process, for `lease_ms`.
 
         A row claimed by another process (a replica) and not yet released is skipped; a
-        claim that lapsed (its process died) is taken over.
+        claim that lapsed (its process died) is taken over. The claim is one UPDATE whose
+        WHERE repeats the test, so two processes can never both win the same row.
         """
         now_ms = to_ms(now)
         unclaimed = or_(s.outbox.c.claimed_until.is_(None), s.outbox.c.claimed_until < now_ms)
         due = and_(s.outbox.c.sent_at.is_(None), s.outbox.c.next_attempt_at <= now_ms, unclaimed)
         candidates = (
             self.conn.execute(
-                select(s.outbox).where(due).order_by(s.outbox.c.next_attempt_at, s.outbox.c.id).limit(limit)
+                select(s.outbox.c.id).where(due).order_by(s.outbox.c.next_attempt_at, s.outbox.c.id).limit(limit)
             )
-            .mappings()
+            .scalars()
             .all()
         )
-        claimed = []
-        for r in candidates:
-            result = self.conn.execute(
-                update(s.outbox).where(s.outbox.c.id == r["id"], due).values(claimed_until=now_ms + lease_ms)
+        if not candidates:
+            return []
+        won = set(
+            self.conn.execute(
+                update(s.outbox)
+                .where(s.outbox.c.id.in_(candidates), due)
+                .values(claimed_until=now_ms + lease_ms)
+                .returning(s.outbox.c.id)
+            ).scalars()
+        )
+        rows = self.conn.execute(
+            select(s.outbox).where(s.outbox.c.id.in_(list(won))).order_by(s.outbox.c.next_attempt_at, s.outbox.c.id)
+        ).mappings()
+        return [
+            OutboxRow(
+                r["id"],
+                r["key"],
+                r["kind"],
+                r["target"],
+                bool(r["target_is_user"]),
+                json.loads(r["payload"]),
+                r["attempts"],
             )
-            if result.rowcount == 1:
-                claimed.append(
-                    OutboxRow(
-                        r["id"],
-                        r["key"],
-                        r["kind"],
-                        r["target"],
-                        bool(r["target_is_user"]),
-                        json.loads(r["payload"]),
-                        r["attempts"],
-                    )
-                )
-        return claimed
+            for r in rows
+        ]
 
-    def mark_sent(self, row_id: int, now: datetime, slack_ts: str | None) -> None:
+    def mark_sent(self, row_ids: Sequence[int], now: datetime, slack_ts: str | None) -> None:
         self.conn.execute(
             update(s.outbox)
-            .where(s.outbox.c.id == row_id)
+            .where(s.outbox.c.id.in_(list(row_ids)))
             .values(
                 sent_at=to_ms(now),
                 slack_ts=slack_ts,
@@ -295,10 +343,10 @@ class Tx:
             )
         )
 
-    def mark_failed(self, row_id: int, error: str, retry_at: datetime) -> None:
+    def mark_failed(self, row_ids: Sequence[int], error: str, retry_at: datetime) -> None:
         self.conn.execute(
             update(s.outbox)
-            .where(s.outbox.c.id == row_id)
+            .where(s.outbox.c.id.in_(list(row_ids)))
             .values(
                 next_attempt_at=to_ms(retry_at),
                 claimed_until=None,
@@ -344,13 +392,14 @@ class Tx:
         rows = self.conn.execute(select(s.subscription_state))
         return {(r.subscription_id, r.family): (bool(r.armed), r.crossings) for r in rows}
 
-    def set_subscription_state(self, subscription_id: int, family: str, armed: bool, crossings: int) -> None:
-        self._upsert(
-            s.subscription_state,
-            {"subscription_id": subscription_id, "family": family, "armed": armed, "crossings": crossings},
-            ["subscription_id", "family"],
-            {"armed": armed, "crossings": crossings},
-        )
+    def set_subscription_states(self, rows: Sequence[tuple[int, str, bool, int]]) -> None:
+        """Store (subscription_id, family, armed, crossings) rows in one batched upsert."""
+        if rows:
+            self._upsert_many(
+                s.subscription_state,
+                [{"subscription_id": i, "family": f, "armed": a, "crossings": c} for i, f, a, c in rows],
+                ["subscription_id", "family"],
+            )
 
     # -- dialect helpers --------------------------------------------------------------------
 
@@ -369,6 +418,13 @@ class Tx:
             .returning(table.c[conflict[0]])
         )
         return self.conn.execute(stmt).first() is not None
+
+    def _upsert_many(self, table: Any, rows: list[dict[str, Any]], conflict: list[str]) -> None:
+        stmt = self._dialect_insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=conflict, set_={k: stmt.excluded[k] for k in rows[0] if k not in conflict}
+        )
+        self.conn.execute(stmt, rows)
 
     def _upsert(self, table: Any, row: dict[str, Any], conflict: list[str], changes: dict[str, Any]) -> None:
         stmt = self._dialect_insert(table).values(row).on_conflict_do_update(index_elements=conflict, set_=changes)

@@ -46,7 +46,8 @@ pack_state = Table(
     Column("total", Float, nullable=False),
     Column("invalid_time", BigInteger),
     Column("first_seen", BigInteger, nullable=False),
-    Column("last_seen", BigInteger, nullable=False),
+    # When any stored field last changed (not written on polls where nothing did).
+    Column("last_changed", BigInteger, nullable=False),
     Column("status_changed_at", BigInteger, nullable=False),
 )
 
@@ -60,6 +61,7 @@ snapshots = Table(
     Column("at", BigInteger, nullable=False),
     Column("remaining", Float, nullable=False),
     Index("ix_snapshots_pack_at", "pack_id", "at"),
+    Index("ix_snapshots_at", "at"),
 )
 
 # Every notification owed or sent. The unique key is the event's identity: inserting the
@@ -96,6 +98,7 @@ subscriptions = Table(
     UniqueConstraint("user_id", "family", "kind", "value", name="uq_subscription"),
 )
 
+# Only states that differ from the default (armed, no crossings yet) are stored.
 subscription_state = Table(
     "subscription_state",
     metadata,

@@ -84,7 +84,7 @@ def pack_event_message(event: PackEvent, now: datetime) -> Message:
 BATCH_MAX_SECTIONS = 45
 
 
-def batch_messages(lines: list[str]) -> list[tuple[int, Message]]:
+def batch_messages(lines: list[str], *, title: str = "pack warnings") -> list[tuple[int, Message]]:
     """Several warnings as few messages as fit Slack's limits: [(how many lines, message)]."""
     out: list[tuple[int, Message]] = []
     start = 0
@@ -92,11 +92,11 @@ def batch_messages(lines: list[str]) -> list[tuple[int, Message]]:
         sections, used = chunk_sections(lines[start:], max_sections=BATCH_MAX_SECTIONS)
         chunk = lines[start : start + used]
         blocks = [
-            header(f"Kling: {len(chunk)} pack warnings"),
+            header(f"Kling: {len(chunk)} {title}"),
             *sections,
             context("Sent together so the channel is not flooded; each is said once, as noted. " + LAG_NOTE),
         ]
-        out.append((used, {"text": plain(f"Kling: {len(chunk)} pack warnings. " + " ".join(chunk)), "blocks": blocks}))
+        out.append((used, {"text": plain(f"Kling: {len(chunk)} {title}. " + " ".join(chunk)), "blocks": blocks}))
         start += used
     return out
 
@@ -124,8 +124,10 @@ def threshold_dm(threshold: Threshold, level: Level, *, family_filter: str) -> M
         + "`"
     )
     return _message(
-        f":chart_with_downwards_trend: {scope} fell below your threshold of {describe_threshold(threshold)}.",
-        f"Now {now_text} across its active packs.",
+        f":chart_with_downwards_trend: {scope} fell below your threshold of {describe_threshold(threshold)}: "
+        f"{now_text}.",
+        "That is across its active packs.",
         f"You will not get this again until it recovers above {describe_rearm(threshold)} (say, after a new pack "
         f"is bought). Stop these with {unsubscribe}. {LAG_NOTE}",
+        f"Again only after it recovers above {describe_rearm(threshold)}.",
     )
