@@ -316,7 +316,8 @@ def print_scenarios(title: str, result: Scenarios, subs: int) -> None:
         print(
             f"  (c) owes {sum(per_user.values()):,} DMs to {len(per_user):,} users: "
             + ", ".join(f"{users:,} users get {n}" for n, users in sorted(spread.items()))
-            + " in this one poll (one DM per subscription and family)"
+            + " in this one poll (one outbox row per subscription and family; the notifier sends each person one"
+            + " batched DM)"
         )
     print("  SQL statements per pass, by kind (an executemany counts once):")
     for label, passes in rows:
@@ -466,7 +467,8 @@ def print_day(day: Day) -> None:
         if snapshot_bytes:
             print(
                 f"    snapshots alone, if every day were like this: ≈ {snapshot_bytes * 365 / 1e6:,.0f} MB/year"
-                f" ({added['snapshots'] * 365:,} rows); nothing in bot/ prunes snapshots or sent outbox rows"
+                f" ({added['snapshots'] * 365:,} rows); the check prunes snapshots after 400 days and sent"
+                " outbox rows after 90 days, so that is a ceiling of about 13 months' worth"
             )
     print(
         f"    DMs owed {day.dms:,}, channel warnings owed {day.warnings}; account level at day end"
