@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from bot.config import Settings
 from bot.domain.alerts import detect_pack_events, expiry_level
-from bot.domain.packs import PackStatus, ResourcePack, family_totals
+from bot.domain.packs import PackStatus, ResourcePack, family_totals, resolve_family
 from bot.domain.thresholds import Level, Threshold, ThresholdKind, family_levels, step
 from bot.store.db import Store, Tx, from_ms, to_ms
 from bot.views.alerts import pack_event_message, threshold_dm
@@ -90,7 +90,9 @@ def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime) ->
 def _levels_for(levels: dict[str, Level], family: str) -> list[Level]:
     if not family:
         return list(levels.values())
-    return [lvl for name, lvl in levels.items() if name.casefold() == family.casefold()]
+    # Usually stored resolved; typed text (saved while Kling was unreachable) resolves here.
+    name = resolve_family(family, levels)
+    return [levels[name]] if name else []
 
 
 # -- digest -------------------------------------------------------------------------------

@@ -6,21 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.domain.packs import ResourcePack
+from bot.domain.packs import ResourcePack, resolve_family
 from bot.domain.thresholds import Level, Threshold, ThresholdKind, family_levels
 from bot.slack.command_text import SubscribeArgs, UnsubscribeArgs
 from bot.store.db import Store, SubscriptionRow
-
-
-def resolve_family(typed: str, families: Sequence[str]) -> str | None:
-    """The family the user meant: an exact match in any case, else the one family whose name
-    contains the text; None when nothing or several match."""
-    needle = typed.strip().casefold()
-    exact = [f for f in families if f.casefold() == needle]
-    if exact:
-        return exact[0]
-    partial = [f for f in families if needle in f.casefold()]
-    return partial[0] if len(partial) == 1 else None
 
 
 @dataclass(frozen=True)

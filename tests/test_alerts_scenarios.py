@@ -301,3 +301,17 @@ def test_old_sent_notifications_are_pruned_without_resending(world: World) -> No
         assert tx.outbox_counts() == {"sent": 0, "owed": 0}
     world.check()
     assert len(world.posts(ALERTS)) == 1
+
+
+def test_subscription_made_while_kling_is_down_still_matches_its_family(world: World) -> None:
+    """`subscribe 20% for video` while Kling refuses is kept, and fires for Video Generation later."""
+    world.kling.fail_next(1, 429, 1101, "arrears")
+    reply = all_text(world.command("subscribe 20% for video", user_id="U_DAN"))
+    assert "I'll DM you" in reply
+    pack = make_pack("Video Generation - A", total=100, remaining=50, pack_id="d1")
+    set_packs(world.kling, pack)
+    world.check()
+    set_packs(world.kling, {**pack, "remaining_quantity": 5})
+    world.check()
+    [dm] = world.dms("U_DAN")
+    assert "Video Generation" in dm["text"]

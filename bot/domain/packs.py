@@ -68,6 +68,18 @@ def family_of(name: str) -> str:
     return head.strip() if sep and head.strip() else name.strip()
 
 
+def resolve_family(typed: str, families: Iterable[str]) -> str | None:
+    """The family a person meant: an exact match in any case, else the one family whose name
+    contains the text; None when nothing or several match."""
+    names = list(families)
+    needle = typed.strip().casefold()
+    exact = [f for f in names if f.casefold() == needle]
+    if exact:
+        return exact[0]
+    partial = [f for f in names if needle in f.casefold()]
+    return partial[0] if len(partial) == 1 else None
+
+
 @dataclass(frozen=True, slots=True)
 class ResourcePack:
     name: str
