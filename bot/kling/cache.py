@@ -61,7 +61,6 @@ class PackCache:
         self._last_good: Snapshot | None = None
         self._last_good_at = float("-inf")
         self._last_failure: tuple[float, KlingError] | None = None
-        self.upstream_calls = 0
 
     def get(self, *, refresh: bool = False) -> Snapshot:
         """The current packs; `refresh` skips the cache but still shares a fetch in flight.
@@ -84,7 +83,6 @@ class PackCache:
             return self._fetch_locked()
 
     def _fetch_locked(self) -> Snapshot:
-        self.upstream_calls += 1
         try:
             packs = self._fetch()
         except KlingError as exc:

@@ -360,10 +360,6 @@ class Tx:
         owed = self.conn.execute(select(func.count()).where(s.outbox.c.sent_at.is_(None))).scalar() or 0
         return {"sent": int(sent), "owed": int(owed)}
 
-    def last_sent(self, kind: str) -> datetime | None:
-        value = self.conn.execute(select(func.max(s.outbox.c.created_at)).where(s.outbox.c.kind == kind)).scalar()
-        return from_ms(value)
-
     # -- subscriptions ----------------------------------------------------------------------
 
     def add_subscription(self, user_id: str, family: str, kind: str, value: float, now: datetime) -> bool:
