@@ -29,7 +29,8 @@ def header(text: str) -> Block:
 
 def plain(mrkdwn: str) -> str:
     """A fallback `text` from mrkdwn: what notifications and screen readers show."""
-    return clip(mrkdwn.replace("*", "").replace("`", "").replace("_", " "), FALLBACK_LIMIT)
+    # Underscores stay: they are part of names far more often than they are italics.
+    return clip(mrkdwn.replace("*", "").replace("`", ""), FALLBACK_LIMIT)
 
 
 def chunk_sections(entries: Sequence[str], *, max_sections: int, separator: str = "\n") -> tuple[list[Block], int]:
