@@ -45,6 +45,8 @@ def run_check(store: Store, packs: Sequence[ResourcePack], now: datetime, settin
         events = detect_pack_events(previous, packs, now, warning_days=settings.expiry_warning_days)
         warnings: list[str] = []
         if settings.alert_channel:
+            # Expiry events recur at every poll until the pack expires; skip rendering the
+            # ones already owed or sent (the insert would ignore them anyway).
             known = tx.existing_keys([e.key for e in events])
             for event in events:
                 if event.key not in known and tx.enqueue(
@@ -56,7 +58,7 @@ def run_check(store: Store, packs: Sequence[ResourcePack], now: datetime, settin
         dms = _step_subscriptions(tx, packs, now)
         written = tx.save_packs(packs, previous, now)
         last_prune = tx.get_meta("last_prune_at")
-        if last_prune is None or now - (from_ms(int(last_prune)) or now) >= PRUNE_EVERY:
+        if last_prune is None or to_ms(now) - int(last_prune) >= PRUNE_EVERY.total_seconds() * 1000:
             tx.prune(now, sent_older_than=KEEP_SENT, snapshots_older_than=KEEP_SNAPSHOTS)
     return CheckReport(len(packs), previous is None, warnings, dms, written)
 
@@ -106,8 +108,7 @@ def compose_digest(
     tx: Tx, packs: Sequence[ResourcePack], now: datetime, settings: Settings, *, stale_note: str | None = None
 ) -> dict[str, object]:
     last_ms = tx.get_meta("last_digest_at")
-    since = from_ms(int(last_ms)) if last_ms else now - timedelta(days=1)
-    assert since is not None
+    since = (from_ms(int(last_ms)) if last_ms else None) or now - timedelta(days=1)
     before = tx.remaining_since(since)
     used: dict[str, float] = {}
     for pack in packs:

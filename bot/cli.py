@@ -12,6 +12,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot import __version__
 from bot.config import ConfigError, Settings
 from bot.kling.errors import KlingError
@@ -131,7 +133,7 @@ def main(
     try:
         # Every command but `balance` uses the database (serve: subscriptions and the scheduler).
         services = build_services(settings, demo=getattr(args, "demo", False), with_store=True)
-    except Exception as exc:  # the database could not be opened or migrated
+    except (SQLAlchemyError, ImportError, RuntimeError) as exc:  # unreachable, no driver, newer schema
         print(f"kling-bot: could not open the database at DATABASE_URL ({_db_reason(exc)}).", file=stderr)
         return EXIT_FAILED
     try:
@@ -141,12 +143,12 @@ def main(
             return _check(services, stdout, stderr)
         if args.command == "digest":
             return _digest(services, args, stdout, stderr)
-        return _worker(services, stderr)
+        return _worker(services)
     finally:
         services.close()
 
 
-def _db_reason(exc: Exception) -> str:
+def _db_reason(exc: BaseException) -> str:
     # SQLAlchemy's message can carry the URL with its password; keep only the first line of
     # the driver's own complaint.
     text = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -224,7 +226,7 @@ def _digest(services: Services, args: argparse.Namespace, stdout: TextIO, stderr
     return EXIT_OK
 
 
-def _worker(services: Services, stderr: TextIO) -> int:
+def _worker(services: Services) -> int:
     from bot.jobs import Jobs
     from bot.scheduler import blocking_scheduler
 

@@ -84,10 +84,10 @@ class Jobs:
         """The digest as it would be posted now, posting nothing (`digest --dry-run`)."""
         snapshot = self.services.balances.get(refresh=True)
         with self.store.transaction() as tx:
+            # compose_digest only reads: nothing is owed or recorded by a dry run.
             message = compose_digest(
                 tx, snapshot.packs, self.clock.now(), self.settings, stale_note=_stale_note(snapshot)
             )
-            tx.conn.rollback()
         return {"channel": self.settings.digest_channel, **message}
 
     def digest_due(self, now: datetime) -> bool:

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 # A claim lasts this long; a process that dies mid-send releases its rows by letting it lapse.
 CLAIM_LEASE_MS = 120_000
+# A pass stops starting posts after this much of the lease: past the lease another process
+# could claim the same rows, so whatever is left is handed back instead (Slack timing out
+# at 15 s a post would otherwise run a long pass past it).
+SEND_WITHIN_S = CLAIM_LEASE_MS / 1000 / 2
 # Slack allows about one message per second per channel.
 PER_CHANNEL_INTERVAL_S = 1.0
 MAX_RETRY_DELAY_S = 3600
@@ -56,7 +60,15 @@ class Notifier:
         report = DeliveryReport()
         with self._store.transaction() as tx:
             rows = tx.claim_due(self._clock.now(), lease_ms=CLAIM_LEASE_MS, limit=limit)
-        for rows_in_message, payload in self._messages(rows):
+        started = self._clock.monotonic()
+        messages = self._messages(rows)
+        for index, (rows_in_message, payload) in enumerate(messages):
+            if self._clock.monotonic() - started > SEND_WITHIN_S:
+                left = [row.id for group, _ in messages[index:] for row in group]
+                log.warning("Delivery pass ran long; %d notification(s) handed back for the next pass", len(left))
+                with self._store.transaction() as tx:
+                    tx.release(left)
+                break
             try:
                 ts = self._post(rows_in_message[0], payload)
             except SlackApiError as exc:

@@ -23,25 +23,38 @@ def outage() -> UnavailableError:
     return UnavailableError("Kling: maintenance", http_status=503, code=5001)
 
 
-def test_concurrent_callers_share_one_fetch() -> None:
-    """Twenty callers arriving while a fetch is in flight all get its answer: one upstream call."""
-    release = threading.Event()
-    started = threading.Event()
-    calls = []
+class GatedFetch:
+    """A Kling fetch that blocks until released, taking `takes_s` of the fake clock."""
 
-    def fetch() -> list[ResourcePack]:
-        calls.append(1)
-        started.set()
-        release.wait(10)
+    def __init__(self, clock: FakeClock, takes_s: float = 0.0) -> None:
+        self.clock, self.takes_s = clock, takes_s
+        self.started, self.release = threading.Event(), threading.Event()
+        self.calls = 0
+
+    def __call__(self) -> list[ResourcePack]:
+        self.calls += 1
+        self.started.set()
+        self.release.wait(10)
+        self.clock.advance(self.takes_s)
         return [pack()]
 
-    cache = PackCache(fetch, ttl_s=300, clock=FakeClock())
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        futures = [pool.submit(cache.get) for _ in range(20)]
-        started.wait(10)
-        release.set()
-        results = [f.result(timeout=10) for f in futures]
-    assert len(calls) == 1
+
+def burst(cache: PackCache, fetch: GatedFetch, callers: int) -> list[object]:
+    """One caller starts a fetch, the rest arrive while it is in flight."""
+    with ThreadPoolExecutor(max_workers=callers) as pool:
+        first = pool.submit(cache.get)
+        fetch.started.wait(10)
+        rest = [pool.submit(cache.get) for _ in range(callers - 1)]
+        fetch.release.set()
+        return [f.result(timeout=10) for f in [first, *rest]]
+
+
+def test_concurrent_callers_share_one_fetch() -> None:
+    """Twenty callers arriving while a fetch is in flight all get its answer: one upstream call."""
+    clock = FakeClock()
+    fetch = GatedFetch(clock)
+    results = burst(PackCache(fetch, ttl_s=300, clock=clock), fetch, 20)
+    assert fetch.calls == 1
     assert all(r.packs == (pack(),) for r in results)
 
 
@@ -121,25 +134,10 @@ def test_callers_right_after_a_failure_do_not_each_retry() -> None:
 def test_zero_ttl_burst_still_makes_one_call() -> None:
     """With KLING_CACHE_TTL=0, callers queued behind a 2 s fetch take its answer instead of each fetching."""
     clock = FakeClock()
-    release = threading.Event()
-    started = threading.Event()
-    calls = []
-
-    def fetch() -> list[ResourcePack]:
-        calls.append(1)
-        started.set()
-        release.wait(10)
-        clock.advance(2)  # Kling took 2 s
-        return [pack()]
-
+    fetch = GatedFetch(clock, takes_s=2)  # Kling took 2 s
     cache = PackCache(fetch, ttl_s=0, clock=clock)
-    with ThreadPoolExecutor(max_workers=10) as pool:
-        first = pool.submit(cache.get)
-        started.wait(10)
-        rest = [pool.submit(cache.get) for _ in range(9)]
-        release.set()
-        results = [f.result(timeout=10) for f in [first, *rest]]
-    assert len(calls) == 1 and all(r.packs == (pack(),) for r in results)
+    results = burst(cache, fetch, 10)
+    assert fetch.calls == 1 and all(r.packs == (pack(),) for r in results)
     clock.advance(1)
     cache.get()
-    assert len(calls) == 2  # a caller after the answer arrived asks again (TTL 0)
+    assert fetch.calls == 2  # a caller after the answer arrived asks again (TTL 0)

@@ -3,7 +3,6 @@ the response URL, Kling and Slack stood in for on loopback."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -247,8 +246,9 @@ def test_unknown_path_is_404(running_bot: RunningBot) -> None:
     assert running_bot.http.get(f"{running_bot.url}/admin").status_code == 404
 
 
-def test_reply_payload_is_json_serialisable(running_bot: RunningBot) -> None:
-    """What reaches the response URL is plain JSON Slack accepts (no Python objects leak in)."""
-    send_command(running_bot, "", "j")
-    [reply] = running_bot.slack.wait_for_responses("j")
-    json.dumps(reply)
+@pytest.mark.parametrize("text", ["", "help", "share", "nomatch", "subscribe lots", "subscriptions"])
+def test_every_reply_declares_its_response_type(running_bot: RunningBot, text: str) -> None:
+    """Slack defaults an undeclared reply to ephemeral; the bot always says which it means."""
+    send_command(running_bot, text, "rt")
+    [reply] = running_bot.slack.wait_for_responses("rt")
+    assert reply.get("response_type") == ("in_channel" if text == "share" else "ephemeral")

@@ -100,7 +100,6 @@ class SubscriptionRow:
 
 class Store:
     def __init__(self, url: str) -> None:
-        self.url = url
         self.engine = make_engine(url)
 
     def close(self) -> None:
@@ -143,7 +142,7 @@ class Tx:
         return self.conn.execute(select(s.meta.c.value).where(s.meta.c.key == key)).scalar()
 
     def set_meta(self, key: str, value: str) -> None:
-        self._upsert(s.meta, {"key": key, "value": value}, ["key"], {"value": value})
+        self._upsert_many(s.meta, [{"key": key, "value": value}], ["key"])
 
     # -- packs ------------------------------------------------------------------------------
 
@@ -213,7 +212,6 @@ class Tx:
             self.conn.execute(insert(s.snapshots), snapshot_rows)
         if self.get_meta("baseline_at") is None:
             self.set_meta("baseline_at", str(now_ms))
-        self.set_meta("last_poll_at", str(now_ms))
         return len(snapshot_rows)
 
     def prune(self, now: datetime, *, sent_older_than: timedelta, snapshots_older_than: timedelta) -> dict[str, int]:
@@ -306,17 +304,13 @@ class Tx:
         )
         if not candidates:
             return []
-        won = set(
-            self.conn.execute(
-                update(s.outbox)
-                .where(s.outbox.c.id.in_(candidates), due)
-                .values(claimed_until=now_ms + lease_ms)
-                .returning(s.outbox.c.id)
-            ).scalars()
-        )
-        rows = self.conn.execute(
-            select(s.outbox).where(s.outbox.c.id.in_(list(won))).order_by(s.outbox.c.next_attempt_at, s.outbox.c.id)
+        claimed = self.conn.execute(
+            update(s.outbox)
+            .where(s.outbox.c.id.in_(candidates), due)
+            .values(claimed_until=now_ms + lease_ms)
+            .returning(*s.outbox.c)
         ).mappings()
+        rows = sorted(claimed, key=lambda r: (r["next_attempt_at"], r["id"]))
         return [
             OutboxRow(
                 r["id"],
@@ -329,6 +323,10 @@ class Tx:
             )
             for r in rows
         ]
+
+    def release(self, row_ids: Sequence[int]) -> None:
+        """Give claimed rows back unsent and untried, for the next pass (of any process)."""
+        self.conn.execute(update(s.outbox).where(s.outbox.c.id.in_(list(row_ids))).values(claimed_until=None))
 
     def mark_sent(self, row_ids: Sequence[int], now: datetime, slack_ts: str | None) -> None:
         self.conn.execute(
@@ -421,7 +419,3 @@ class Tx:
             index_elements=conflict, set_={k: stmt.excluded[k] for k in rows[0] if k not in conflict}
         )
         self.conn.execute(stmt, rows)
-
-    def _upsert(self, table: Any, row: dict[str, Any], conflict: list[str], changes: dict[str, Any]) -> None:
-        stmt = self._dialect_insert(table).values(row).on_conflict_do_update(index_elements=conflict, set_=changes)
-        self.conn.execute(stmt)
