@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.config import Settings
-from bot.domain.alerts import detect_pack_events, expiry_level
+from bot.domain.alerts import detect_pack_events, expiry_level, key_part
 from bot.domain.packs import PackStatus, ResourcePack, family_totals, resolve_family
-from bot.domain.thresholds import Level, Threshold, ThresholdKind, family_levels, step
-from bot.store.db import Store, Tx, from_ms, to_ms
+from bot.domain.thresholds import Level, Threshold, ThresholdKind, family_levels, step, usable
+from bot.store.db import Store, SubscriptionRow, Tx, from_ms, to_ms
 from bot.views.alerts import pack_event_message, threshold_dm
 from bot.views.digest import DigestData, FamilyUsage, digest_message
 
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # Housekeeping, once a day: notifications sent more than KEEP_SENT ago are forgotten, and
 # snapshots older than any digest or trend would look at.
 PRUNE_EVERY = timedelta(days=1)
+# Family names in subscription states: up to this long as they are, hashed beyond.
+FAMILY_KEY_LIMIT = 200
 KEEP_SENT = timedelta(days=90)
 KEEP_SNAPSHOTS = timedelta(days=400)
 
@@ -42,28 +44,37 @@ def run_check(store: Store, packs: Sequence[ResourcePack], now: datetime, settin
     """Compare Kling's packs with the stored state; owe a warning for each new event."""
     with store.transaction() as tx:
         previous = tx.pack_states()
-        events = detect_pack_events(previous, packs, now, warning_days=settings.expiry_warning_days)
+        detection = detect_pack_events(previous, packs, now, warning_days=settings.expiry_warning_days)
+        events = detection.events
+        for old, new in detection.reissued:
+            log.info("Kling reports pack %s under a new id %s; treated as the same pack", old[:80], new[:80])
         warnings: list[str] = []
         if settings.alert_channel:
             # Expiry events recur at every poll until the pack expires; skip rendering the
             # ones already owed or sent (the insert would ignore them anyway).
             known = tx.existing_keys([e.key for e in events])
             for event in events:
-                if event.key not in known and tx.enqueue(
-                    event.key, str(event.kind), settings.alert_channel, pack_event_message(event, now), now
-                ):
+                if event.key in known:
+                    continue
+                try:
+                    message = pack_event_message(event, now, packs)
+                except Exception:
+                    # One pack that cannot be rendered must not stop the warnings for the rest.
+                    log.exception("Could not write the %s warning for pack %s; skipped", event.kind, event.pack.pack_id)
+                    continue
+                if tx.enqueue(event.key, str(event.kind), settings.alert_channel, message, now):
                     warnings.append(event.key)
         elif events:
             log.warning("%d pack event(s) but no ALERT_CHANNEL or DIGEST_CHANNEL is set to warn in", len(events))
-        dms = _step_subscriptions(tx, packs, now)
-        written = tx.save_packs(packs, previous, now)
+        dms = _step_subscriptions(tx, packs, now, settings)
+        written = tx.save_packs(detection.states, previous, now, reissued=detection.reissued)
         last_prune = tx.get_meta("last_prune_at")
         if last_prune is None or to_ms(now) - int(last_prune) >= PRUNE_EVERY.total_seconds() * 1000:
             tx.prune(now, sent_older_than=KEEP_SENT, snapshots_older_than=KEEP_SNAPSHOTS)
     return CheckReport(len(packs), previous is None, warnings, dms, written)
 
 
-def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime) -> list[str]:
+def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime, settings: Settings) -> list[str]:
     subscriptions = tx.subscriptions()
     if not subscriptions:
         return []
@@ -72,20 +83,46 @@ def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime) ->
     queued: list[str] = []
     changed: list[tuple[int, str, bool, int]] = []
     for sub in subscriptions:
-        threshold = Threshold(ThresholdKind(sub.kind), sub.value)
-        for level in _levels_for(levels, sub.family):
-            # No stored state means the default: armed, never crossed.
-            armed, crossings = states.get((sub.id, level.family), (True, 0))
-            outcome = step(threshold, level, armed=armed)
-            new_crossings = crossings + 1 if outcome.fire else crossings
-            if outcome.fire:
-                key = f"threshold:{sub.id}:{level.family}:{new_crossings}"
-                message = threshold_dm(threshold, level, family_filter=sub.family)
-                if tx.enqueue(key, "threshold", sub.user_id, message, now, to_user=True):
-                    queued.append(key)
-            if (outcome.armed, new_crossings) != (armed, crossings):
-                changed.append((sub.id, level.family, outcome.armed, new_crossings))
+        if settings.allowed_users and sub.user_id not in settings.allowed_users:
+            # Access is checked when a DM would be owed, not only when it was subscribed:
+            # someone removed from KLING_ALLOWED_USERS hears nothing more.
+            continue
+        try:
+            queued.extend(_step_subscription(tx, sub, levels, states, changed, now))
+        except Exception:
+            # One bad row (say a threshold stored by an older release that cannot be
+            # evaluated) must not stop the DMs of everyone else.
+            log.exception("Subscription %d could not be checked; skipped", sub.id)
     tx.set_subscription_states(changed)
+    return queued
+
+
+def _step_subscription(
+    tx: Tx,
+    sub: SubscriptionRow,
+    levels: dict[str, Level],
+    states: dict[tuple[int, str], tuple[bool, int]],
+    changed: list[tuple[int, str, bool, int]],
+    now: datetime,
+) -> list[str]:
+    threshold = Threshold(ThresholdKind(sub.kind), sub.value)
+    if not usable(threshold):
+        log.warning("Subscription %d has an unusable threshold (%r); skipped until it is removed", sub.id, sub.value)
+        return []
+    queued = []
+    for level in _levels_for(levels, sub.family):
+        family_key = key_part(level.family, FAMILY_KEY_LIMIT)
+        # No stored state means the default: armed, never crossed.
+        armed, crossings = states.get((sub.id, family_key), (True, 0))
+        outcome = step(threshold, level, armed=armed)
+        new_crossings = crossings + 1 if outcome.fire else crossings
+        if outcome.fire:
+            key = f"threshold:{sub.id}:{key_part(level.family)}:{new_crossings}"
+            message = threshold_dm(threshold, level, family_filter=sub.family)
+            if tx.enqueue(key, "threshold", sub.user_id, message, now, to_user=True):
+                queued.append(key)
+        if (outcome.armed, new_crossings) != (armed, crossings):
+            changed.append((sub.id, family_key, outcome.armed, new_crossings))
     return queued
 
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.domain.packs import ResourcePack, resolve_family
-from bot.domain.thresholds import Level, Threshold, ThresholdKind, family_levels
+from bot.domain.packs import ResourcePack, matching_families, resolve_family
+from bot.domain.thresholds import Level, Threshold, ThresholdKind, family_levels, known_families
 from bot.slack.command_text import SubscribeArgs, UnsubscribeArgs
 from bot.store.db import Store, SubscriptionRow
 
@@ -17,14 +17,21 @@ class Subscribed:
     threshold: Threshold
     family: str
     created: bool
-    # Families the subscription watches and their level now (empty if Kling was unreachable).
+    # Families the subscription watches and their level now (families with no online pack
+    # have none); empty if Kling was unreachable.
     levels: tuple[Level, ...]
+    # False when Kling could not be asked: the family name was saved as typed, unchecked.
+    checked: bool = True
+    # Watched families with nothing online yet (no level until a pack is).
+    inactive: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class UnknownFamily:
     typed: str
     families: tuple[str, ...]
+    # Several families contain the text: say which, instead of "no match".
+    ambiguous: bool = False
 
 
 def subscribe(
@@ -32,15 +39,17 @@ def subscribe(
 ) -> Subscribed | UnknownFamily:
     family = args.family
     levels: dict[str, Level] = family_levels(packs) if packs is not None else {}
+    families = known_families(packs) if packs is not None else []
     if family and packs is not None:
-        resolved = resolve_family(family, sorted(levels))
-        if resolved is None:
-            return UnknownFamily(family, tuple(sorted(levels, key=str.casefold)))
-        family = resolved
+        found = matching_families(family, families)
+        if len(found) != 1:
+            return UnknownFamily(family, tuple(found or families), ambiguous=len(found) > 1)
+        family = found[0]
     with store.transaction() as tx:
         created = tx.add_subscription(user_id, family, str(args.threshold.kind), args.threshold.value, now)
     watched = tuple(lvl for name, lvl in sorted(levels.items()) if not family or name == family)
-    return Subscribed(args.threshold, family, created, watched)
+    inactive = tuple(f for f in families if f not in levels and (not family or f == family))
+    return Subscribed(args.threshold, family, created, watched, checked=packs is not None, inactive=inactive)
 
 
 def threshold_of(row: SubscriptionRow) -> Threshold:

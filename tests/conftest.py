@@ -69,7 +69,7 @@ def start_bot(kling: FakeKling, slack: FakeSlack, database_url: str, **env: str)
 
 # Modules whose tests run on PostgreSQL too, when TEST_POSTGRES_URL names a server
 # (.ci/run starts one): the store and the alerting scenarios, where SQL dialects differ.
-POSTGRES_MODULES = {"test_store", "test_alerts_scenarios", "test_digest"}
+POSTGRES_MODULES = {"test_store", "test_alerts_scenarios", "test_digest", "test_alert_defects"}
 
 
 def pytest_generate_tests(metafunc: Any) -> None:

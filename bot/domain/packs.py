@@ -68,16 +68,21 @@ def family_of(name: str) -> str:
     return head.strip() if sep and head.strip() else name.strip()
 
 
-def resolve_family(typed: str, families: Iterable[str]) -> str | None:
-    """The family a person meant: an exact match in any case, else the one family whose name
-    contains the text; None when nothing or several match."""
+def matching_families(typed: str, families: Iterable[str]) -> list[str]:
+    """The families a person may have meant: an exact match in any case, else every family
+    whose name contains the text (several means the text is ambiguous)."""
     names = list(families)
     needle = typed.strip().casefold()
     exact = [f for f in names if f.casefold() == needle]
     if exact:
-        return exact[0]
-    partial = [f for f in names if needle in f.casefold()]
-    return partial[0] if len(partial) == 1 else None
+        return exact[:1]
+    return sorted((f for f in names if needle in f.casefold()), key=str.casefold)
+
+
+def resolve_family(typed: str, families: Iterable[str]) -> str | None:
+    """The family a person meant, or None when nothing or several match."""
+    found = matching_families(typed, families)
+    return found[0] if len(found) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ around the threshold would DM on every poll.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,7 +38,10 @@ class Threshold:
         return self.value * ABSOLUTE_REARM_FACTOR
 
 
-_THRESHOLD = re.compile(r"^(\d+(?:\.\d+)?)\s*(%?)$")
+# "20%", "20 %", "500", "500 units", "1,500 unit"; digits bounded so nothing overflows.
+_THRESHOLD = re.compile(r"^(\d{1,15}(?:\.\d{1,6})?)\s*(%|units?)?$", re.IGNORECASE)
+# No account holds more than this; a larger threshold is a typo, not a wish.
+MAX_ABSOLUTE = 1e12
 
 
 class ThresholdSyntaxError(ValueError):
@@ -45,18 +49,42 @@ class ThresholdSyntaxError(ValueError):
 
 
 def parse_threshold(text: str) -> Threshold:
-    """ "20%" -> 20 percent; "500" -> 500 units. Raises ThresholdSyntaxError saying what is wrong."""
-    match = _THRESHOLD.match(text.strip().replace(",", ""))
+    """ "20%" -> 20 percent; "500" or "500 units" -> 500 units. Raises ThresholdSyntaxError
+    saying what is wrong."""
+    cleaned = text.strip().replace(",", "")
+    match = _THRESHOLD.match(cleaned)
     if not match:
-        raise ThresholdSyntaxError(f"“{text}” is not a threshold: use a percent like 20% or a quantity like 500.")
+        if re.fullmatch(r"\d[\d.]*\s*(%|units?)?", cleaned, re.IGNORECASE):
+            raise ThresholdSyntaxError(
+                f"“{_short(text)}” is too large a number: use a percent under 100% or up to {MAX_ABSOLUTE:,.0f} units."
+            )
+        raise ThresholdSyntaxError(
+            f"“{_short(text)}” is not a threshold: use a percent like 20% or a quantity like 500."
+        )
     value = float(match.group(1))
-    if match.group(2):
+    if match.group(2) == "%":
         if not 0 < value < 100:
-            raise ThresholdSyntaxError(f"{text} is not a useful percent: use more than 0% and less than 100%.")
+            raise ThresholdSyntaxError(f"{_short(text)} is not a useful percent: use more than 0% and less than 100%.")
         return Threshold(ThresholdKind.PERCENT, value)
     if value <= 0:
         raise ThresholdSyntaxError("An absolute threshold must be more than 0.")
+    if value > MAX_ABSOLUTE:
+        raise ThresholdSyntaxError(f"{_short(text)} is more than any account holds: use up to {MAX_ABSOLUTE:,.0f}.")
     return Threshold(ThresholdKind.ABSOLUTE, value)
+
+
+def _short(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def usable(threshold: Threshold) -> bool:
+    """A stored threshold the bot can evaluate (rows from before values were bounded may not be)."""
+    if not math.isfinite(threshold.value) or threshold.value <= 0:
+        return False
+    if threshold.kind == ThresholdKind.PERCENT:
+        return threshold.value < 100
+    return threshold.value <= MAX_ABSOLUTE
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +104,24 @@ class Level:
 
 
 def family_levels(packs: Iterable[ResourcePack]) -> dict[str, Level]:
-    """Every family the account has, with the balance of its online packs (0 if none is online)."""
+    """Every family with an online pack, with the balance of its online packs.
+
+    A family with none online (bought but not yet effective, or all ended) has no level:
+    it is not "below" anything, so it neither fires nor re-arms a threshold. Its run-out
+    and expiry are what the pack warnings are for.
+    """
     sums: dict[str, tuple[float, float]] = {}
     for pack in packs:
+        if pack.status != PackStatus.ONLINE:
+            continue
         remaining, total = sums.get(pack.family, (0.0, 0.0))
-        if pack.status == PackStatus.ONLINE:
-            remaining, total = remaining + pack.remaining, total + pack.total
-        sums[pack.family] = (remaining, total)
+        sums[pack.family] = (remaining + pack.remaining, total + pack.total)
     return {family: Level(family, r, t) for family, (r, t) in sums.items()}
+
+
+def known_families(packs: Iterable[ResourcePack]) -> list[str]:
+    """Every family the account has, whatever its packs' status, sorted for people."""
+    return sorted({p.family for p in packs}, key=str.casefold)
 
 
 @dataclass(frozen=True, slots=True)

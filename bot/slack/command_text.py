@@ -52,6 +52,9 @@ SUBSCRIBE_USAGE = (
 )
 UNSUBSCRIBE_USAGE = "`/kling-balance unsubscribe 20%` (add `for <family>` if you gave one), or `unsubscribe all`"
 
+# Longer typed family names are refused with a sentence (no family is named like that).
+MAX_FAMILY_TEXT = 200
+
 _FLAGS = {"all", "share", "refresh", "help", "--help", "-h", "?"}
 
 
@@ -80,14 +83,18 @@ def _subscribe(words: list[str]) -> Command:
     head, family = _split_family(words)
     if not head:
         return UsageProblem("Say below what level to DM you.", SUBSCRIBE_USAGE)
-    if len(head) > 1:
-        return UsageProblem(f"“{' '.join(head)}” is more than one threshold.", SUBSCRIBE_USAGE)
     try:
-        threshold = parse_threshold(head[0])
+        # "20%", "20 %", "500", "500 units": the words before "for" are one threshold.
+        threshold = parse_threshold(" ".join(head))
     except ThresholdSyntaxError as exc:
         return UsageProblem(str(exc), SUBSCRIBE_USAGE)
     if family == "":
         return UsageProblem("“for” needs a family name after it.", SUBSCRIBE_USAGE)
+    if family and len(family) > MAX_FAMILY_TEXT:
+        return UsageProblem(
+            f"A family name is at most {MAX_FAMILY_TEXT} characters; type part of it, e.g. `for video`.",
+            SUBSCRIBE_USAGE,
+        )
     return SubscribeArgs(threshold, family or "")
 
 
@@ -97,10 +104,12 @@ def _unsubscribe(words: list[str]) -> Command:
     if not words:
         return UnsubscribeArgs()
     head, family = _split_family(words)
-    if len(head) != 1:
+    if not head:
         return UsageProblem("Say which threshold to stop.", UNSUBSCRIBE_USAGE)
+    if family and len(family) > MAX_FAMILY_TEXT:
+        return UsageProblem(f"A family name is at most {MAX_FAMILY_TEXT} characters.", UNSUBSCRIBE_USAGE)
     try:
-        threshold = parse_threshold(head[0])
+        threshold = parse_threshold(" ".join(head))
     except ThresholdSyntaxError as exc:
         return UsageProblem(str(exc), UNSUBSCRIBE_USAGE)
     return UnsubscribeArgs(threshold, family or "")

@@ -31,7 +31,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.domain.alerts import PackState
-from bot.domain.packs import ResourcePack
 from bot.store import schema as s
 
 log = logging.getLogger(__name__)
@@ -76,6 +75,44 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _state_row(state: PackState) -> dict[str, Any]:
+    """The stored columns of a pack state (all but the id and the bookkeeping times)."""
+    return {
+        "name": state.name,
+        "status": state.status,
+        "remaining": state.remaining,
+        "total": state.total,
+        "invalid_time": to_ms(state.invalid_time) if state.invalid_time else None,
+        "purchase_time": to_ms(state.purchase_time) if state.purchase_time else None,
+        "identity": state.identity or state.pack_id,
+        "episode": state.episode,
+        "pending_status": state.pending_status,
+        "expiry_episode": state.expiry_episode,
+        "expiry_warned": state.expiry_warned,
+        "expiry_outside": state.expiry_outside,
+        "absent_since": to_ms(state.absent_since) if state.absent_since else None,
+    }
+
+
+def _pack_state(r: Any) -> PackState:
+    return PackState(
+        r["pack_id"],
+        r["name"],
+        r["status"],
+        r["remaining"],
+        r["total"],
+        from_ms(r["invalid_time"]),
+        from_ms(r["purchase_time"]),
+        identity=r["identity"] or r["pack_id"],
+        episode=r["episode"] or 0,
+        pending_status=r["pending_status"],
+        expiry_episode=r["expiry_episode"] or 0,
+        expiry_warned=bool(r["expiry_warned"]),
+        expiry_outside=r["expiry_outside"] or 0,
+        absent_since=from_ms(r["absent_since"]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,51 +188,57 @@ class Tx:
         if self.get_meta("baseline_at") is None:
             return None
         rows = self.conn.execute(select(s.pack_state)).mappings()
-        return {
-            r["pack_id"]: PackState(
-                r["pack_id"], r["name"], r["status"], r["remaining"], r["total"], from_ms(r["invalid_time"])
-            )
-            for r in rows
-        }
+        return {r["pack_id"]: _pack_state(r) for r in rows}
 
-    def save_packs(self, packs: Sequence[ResourcePack], previous: dict[str, PackState] | None, now: datetime) -> int:
-        """Store every pack's state and a snapshot where its remaining quantity changed.
+    def save_packs(
+        self,
+        states: dict[str, PackState],
+        previous: dict[str, PackState] | None,
+        now: datetime,
+        *,
+        reissued: Sequence[tuple[str, str]] = (),
+    ) -> int:
+        """Store each pack's state where it changed, and a snapshot where its remaining
+        quantity changed; `reissued` packs (old id, new id) move to their new id.
 
         Only new and changed packs are written, each kind in one batched statement, so a
         poll where nothing changed writes nothing here. Returns the snapshot rows written.
         """
         now_ms = to_ms(now)
         previous = previous or {}
+        if reissued:
+            self.conn.execute(delete(s.pack_state).where(s.pack_state.c.pack_id.in_([old for old, _ in reissued])))
+            # The pack's history follows it to its new id: trends and usage stay continuous.
+            self.conn.execute(
+                update(s.snapshots).where(s.snapshots.c.pack_id == bindparam("old")).values(pack_id=bindparam("new")),
+                [{"old": old, "new": new} for old, new in reissued],
+            )
+        moved = {new: old for old, new in reissued}
         new_rows: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
         status_changed: list[dict[str, Any]] = []
         snapshot_rows = []
-        for pack in packs:
-            before = previous.get(pack.pack_id)
-            values = {
-                "name": pack.name,
-                "status": str(pack.status),
-                "remaining": pack.remaining,
-                "total": pack.total,
-                "invalid_time": to_ms(pack.invalid_time) if pack.invalid_time else None,
-                "last_changed": now_ms,
-            }
-            if before is None:
-                new_rows.append({"pack_id": pack.pack_id, **values, "first_seen": now_ms, "status_changed_at": now_ms})
-            elif (before.status, before.remaining, before.total, before.name, before.invalid_time) != (
-                values["status"],
-                pack.remaining,
-                pack.total,
-                pack.name,
-                pack.invalid_time,
-            ):
-                row = {"b_pack_id": pack.pack_id, **values}
-                if before.status != values["status"]:
+        for pack_id, state in states.items():
+            before = previous.get(moved.get(pack_id, pack_id))
+            values = _state_row(state)
+            if before is None or pack_id in moved:
+                new_rows.append(
+                    {
+                        "pack_id": pack_id,
+                        **values,
+                        "last_changed": now_ms,
+                        "first_seen": now_ms,
+                        "status_changed_at": now_ms,
+                    }
+                )
+            elif _state_row(before) != values:
+                row = {"b_pack_id": pack_id, **values, "last_changed": now_ms}
+                if before.status != state.status:
                     status_changed.append({**row, "status_changed_at": now_ms})
                 else:
                     changed.append(row)
-            if before is None or before.remaining != pack.remaining:
-                snapshot_rows.append({"pack_id": pack.pack_id, "at": now_ms, "remaining": pack.remaining})
+            if state.absent_since is None and (before is None or before.remaining != state.remaining):
+                snapshot_rows.append({"pack_id": pack_id, "at": now_ms, "remaining": state.remaining})
         if new_rows:
             # Upsert, not insert: another replica may have stored the same new pack meanwhile.
             self._upsert_many(s.pack_state, new_rows, ["pack_id"])
@@ -214,12 +257,25 @@ class Tx:
             self.set_meta("baseline_at", str(now_ms))
         return len(snapshot_rows)
 
-    def prune(self, now: datetime, *, sent_older_than: timedelta, snapshots_older_than: timedelta) -> dict[str, int]:
-        """Forget notifications sent long ago and snapshots too old for any digest or trend.
+    def prune(
+        self,
+        now: datetime,
+        *,
+        sent_older_than: timedelta,
+        snapshots_older_than: timedelta,
+        absent_longer_than: timedelta = timedelta(days=7),
+    ) -> dict[str, int]:
+        """Forget notifications sent long ago, snapshots too old for any digest or trend, and
+        packs Kling has stopped reporting for a while (so state stays bounded).
 
         Safe for exactly-once: an old event is never detected again (the pack's stored state
         has moved on, and threshold keys count crossings), so its outbox row is not needed.
         """
+        self.conn.execute(
+            delete(s.pack_state).where(
+                s.pack_state.c.absent_since.is_not(None), s.pack_state.c.absent_since < to_ms(now - absent_longer_than)
+            )
+        )
         sent = self.conn.execute(
             delete(s.outbox).where(s.outbox.c.sent_at.is_not(None), s.outbox.c.sent_at < to_ms(now - sent_older_than))
         ).rowcount

@@ -5,10 +5,12 @@ Every message says whether it will repeat, so nobody has to guess.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from bot.domain.alerts import EventKind, PackEvent
+from bot.domain.packs import ResourcePack, family_totals
 from bot.domain.thresholds import Level, Threshold, ThresholdKind
 from bot.views.balance import COMMAND
 from bot.views.blocks import chunk_sections, context, header, plain, section
@@ -32,16 +34,37 @@ def _expiry(pack_event: PackEvent, now: datetime) -> str:
     return f"{slack_date(when)} ({relative(when, now)})" if when else "no expiry date"
 
 
-def pack_event_message(event: PackEvent, now: datetime) -> Message:
+def family_advice(pack: ResourcePack, packs: Sequence[ResourcePack], now: datetime) -> str:
+    """What the rest of the pack's family holds, and so whether anyone needs to buy."""
+    others = [p for p in packs if p.family == pack.family and p.pack_id != pack.pack_id]
+    [total] = family_totals(others) or [None]
+    family = f"*{mrkdwn_escape(pack.family)}*"
+    if total is not None and total.online_packs:
+        return (
+            f"{family} still has {quantity(total.remaining)} left in {total.online_packs} other active "
+            f"pack{'s' if total.online_packs != 1 else ''}; nothing to do yet."
+        )
+    if total is not None and total.pending_packs:
+        starts = min((p.effective_time for p in others if p.effective_time and p.is_active), default=None)
+        when = f", starting {slack_date(starts)}" if starts and starts > now else ""
+        return (
+            f"{family} has nothing else active now; {quantity(total.pending_remaining)} more is bought and not yet "
+            f"active{when}."
+        )
+    return f"{family} has nothing left: buy a new pack in the Kling console to keep generating."
+
+
+def pack_event_message(event: PackEvent, now: datetime, packs: Sequence[ResourcePack] = ()) -> Message:
+    """A pack warning; `packs` (everything Kling reported) says what the rest of its family holds."""
     pack = event.pack
     name = f"*{mrkdwn_escape(pack.name)}*"
     balance = f"{quantity(pack.remaining)} / {quantity(pack.total)} left"
-    once = "You will not be warned again about this pack."
+    once = "You will not be warned again about this pack unless it comes back and ends again."
     once_short = "Said once."
     if event.kind == EventKind.RUN_OUT:
         return _message(
             f":red_circle: {name} is used up.",
-            f"All {quantity(pack.total)} are spent. Buy a new pack in the Kling console to keep generating.",
+            f"All {quantity(pack.total)} are spent. {family_advice(pack, packs, now)}",
             f"{once} {LAG_NOTE}",
             once_short,
         )
@@ -51,7 +74,12 @@ def pack_event_message(event: PackEvent, now: datetime) -> Message:
             if pack.remaining > 0
             else "Nothing was left unused."
         )
-        return _message(f":hourglass: {name} has expired. {unused}", "", f"{once} {LAG_NOTE}", once_short)
+        return _message(
+            f":hourglass: {name} has expired. {unused}",
+            family_advice(pack, packs, now),
+            f"{once} {LAG_NOTE}",
+            once_short,
+        )
     if event.kind == EventKind.EXPIRING:
         repeat = (
             "You will get one more reminder a day before it expires."
@@ -65,16 +93,17 @@ def pack_event_message(event: PackEvent, now: datetime) -> Message:
             f"{repeat} {LAG_NOTE}",
             "One more reminder at 1 day." if event.days and event.days > 1 else "Last reminder.",
         )
+    # Balance and expiry go in the first line, which is all a grouped warning shows.
     if event.kind == EventKind.CAME_ONLINE:
         return _message(
-            f":large_green_circle: {name} is now active.",
-            f"{balance}; expires {_expiry(event, now)}.",
+            f":large_green_circle: {name} is now active: {balance}; expires {_expiry(event, now)}.",
+            "",
             "A one-off notice for this pack.",
             once_short,
         )
     return _message(
-        f":new: New pack {name}.",
-        f"{balance}; expires {_expiry(event, now)}.",
+        f":new: New pack {name}: {balance}; expires {_expiry(event, now)}.",
+        "",
         "A one-off notice for this pack.",
         once_short,
     )
@@ -96,7 +125,7 @@ def batch_messages(lines: list[str], *, title: str = "pack warnings") -> list[tu
             *sections,
             context("Sent together so the channel is not flooded; each is said once, as noted. " + LAG_NOTE),
         ]
-        out.append((used, {"text": plain(f"Kling: {len(chunk)} {title}. " + " ".join(chunk)), "blocks": blocks}))
+        out.append((used, {"text": plain("\n".join([f"Kling: {len(chunk)} {title}", *chunk])), "blocks": blocks}))
         start += used
     return out
 
@@ -120,7 +149,7 @@ def threshold_dm(threshold: Threshold, level: Level, *, family_filter: str) -> M
         now_text = "no active pack left"
     unsubscribe = (
         f"`{COMMAND} unsubscribe {describe_threshold(threshold).replace(' units', '')}"
-        + (f" for {family_filter}" if family_filter else "")
+        + (f" for {mrkdwn_escape(family_filter)}" if family_filter else "")
         + "`"
     )
     return _message(

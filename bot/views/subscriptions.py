@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,16 +29,30 @@ def _row_text(row: SubscriptionRow) -> str:
     return f"below {describe_threshold(threshold_of(row))} for {_scope(row.family)}"
 
 
+# A problem is the bot's own mrkdwn (code spans included) quoting what was typed in “…”.
+_QUOTED = re.compile(r"(“[^”]*”)")
+
+
 def usage_message(problem: UsageProblem) -> Message:
-    return _reply(f"{mrkdwn_escape(problem.problem)}\nUsage: {problem.usage}")
+    said = "".join(
+        mrkdwn_escape(part, keep_markup=not part.startswith("“")) for part in _QUOTED.split(problem.problem)
+    )
+    # The usage texts name placeholders such as `for <family>`: escaped here, as they are sent.
+    return _reply(f"{said}\nUsage: {mrkdwn_escape(problem.usage, keep_markup=True)}")
 
 
 def subscribed_message(result: Subscribed | UnknownFamily) -> Message:
     if isinstance(result, UnknownFamily):
-        known = ", ".join(result.families) or "none yet"
+        typed = mrkdwn_escape(result.typed)
+        listed = mrkdwn_escape(", ".join(result.families[:20])) or "none yet"
+        if result.ambiguous:
+            return _reply(
+                f"“{typed}” matches {len(result.families)} families: {listed}. Nothing was saved; "
+                "type more of the name you mean."
+            )
         return _reply(
-            f"No pack family matches “{mrkdwn_escape(result.typed)}”. Families on this account: "
-            f"{mrkdwn_escape(known)}. Nothing was saved; try again with one of those."
+            f"No pack family matches “{typed}”. Families on this account: {listed}. "
+            "Nothing was saved; try again with one of those."
         )
     what = f"below {describe_threshold(result.threshold)} for {_scope(result.family)}"
     if not result.created:
@@ -46,15 +61,25 @@ def subscribed_message(result: Subscribed | UnknownFamily) -> Message:
         f":white_check_mark: I'll DM you when {what}: once each time it falls below, and again only after "
         f"it recovers above {describe_rearm(result.threshold)}.",
     ]
+    if not result.checked:
+        scope = "whether that family exists nor " if result.family else ""
+        lines.append(
+            f":warning: Kling could not be asked just now, so I could not check {scope}the level it is at. "
+            "The subscription is saved and is checked at every poll; "
+            f"`{COMMAND} subscriptions` lists it, `{COMMAND} unsubscribe` stops it."
+        )
     below = [lvl for lvl in result.levels if lvl.measure(result.threshold.kind) < result.threshold.value]
     for level in result.levels[:10]:
         lines.append(
             f"• {mrkdwn_escape(level.family)}: {quantity(level.remaining)} / {quantity(level.total)} "
             f"left ({level.percent:.0f}%) now"
         )
+    for family in result.inactive[:10]:
+        lines.append(f"• {mrkdwn_escape(family)}: nothing active yet, so nothing to compare until a pack is online")
     if below:
         lines.append("Already below it now, so expect a DM at the next check.")
-    lines.append(f"Checked against Kling every poll. {LAG_NOTE}")
+    if result.checked:
+        lines.append(f"Checked against Kling every poll. {LAG_NOTE}")
     return _reply("\n".join(lines))
 
 
@@ -64,7 +89,12 @@ def subscriptions_message(rows: Sequence[SubscriptionRow]) -> Message:
     lines = ["*Your threshold DMs*"] + [f"• {_row_text(row)}" for row in rows[:40]]
     if len(rows) > 40:
         lines.append(f"…and {len(rows) - 40} more.")
-    lines.append(f"Stop one with `{COMMAND} unsubscribe <threshold>`, or all with `{COMMAND} unsubscribe all`.")
+    lines.append(
+        mrkdwn_escape(
+            f"Stop one with `{COMMAND} unsubscribe <threshold>`, or all with `{COMMAND} unsubscribe all`.",
+            keep_markup=True,
+        )
+    )
     return _reply("\n".join(lines))
 
 

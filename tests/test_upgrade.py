@@ -1,0 +1,68 @@
+"""Upgrading keeps everything: a database written by release 0.1.0 (schema version 1) is
+migrated in place, the first check after it sends nothing new, and the next real transition
+warns exactly once."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import create_engine, select
+
+from bot.store import schema
+from tests.fake_clock import FakeClock
+from tests.fixtures.make_release_db import T0, final_packs
+from tests.stand_ins.kling import FakeKling
+from tests.stand_ins.slack import FakeSlack
+from tests.world import ALERTS, DIGEST, World
+
+FIXTURE = Path(__file__).parent / "fixtures" / "release-0.1.0.db"
+
+
+def upgraded_world(kling: FakeKling, slack: FakeSlack, tmp_path: Path) -> World:
+    db = tmp_path / "kling-bot.db"
+    shutil.copy(FIXTURE, db)
+    kling.packs = final_packs()
+    return World(kling, slack, f"sqlite:///{db}", clock=FakeClock(T0 + timedelta(hours=1)), KLING_LOOKBACK_DAYS="3650")
+
+
+def test_release_database_upgrades_without_repeating_anything(
+    kling: FakeKling, slack: FakeSlack, tmp_path: Path
+) -> None:
+    """After the upgrade, checks send no warning, DM or digest already sent by the old release."""
+    world = upgraded_world(kling, slack, tmp_path)
+    try:
+        report = world.check()
+        world.check()
+        assert report is not None and not report.baseline
+        assert world.posts(ALERTS) == [] and world.posts(DIGEST) == [] and world.dms("U_ALICE") == []
+        engine = create_engine(f"sqlite:///{tmp_path / 'kling-bot.db'}")
+        with engine.connect() as conn:
+            assert schema.current_version(conn) == schema.SCHEMA_VERSION
+            subs = conn.execute(select(schema.subscriptions)).all()
+        engine.dispose()
+        assert len(subs) == 1
+    finally:
+        world.close()
+
+
+def test_next_real_transition_after_the_upgrade_warns_once(kling: FakeKling, slack: FakeSlack, tmp_path: Path) -> None:
+    """A pack used up after the upgrade is warned once; the expiring pack gets its one-day reminder once."""
+    world = upgraded_world(kling, slack, tmp_path)
+    try:
+        world.check()
+        packs = final_packs()
+        packs[0] = {**packs[0], "status": "runOut", "remaining_quantity": 0}
+        kling.packs = packs
+        world.check()
+        world.check()
+        [used_up] = world.posts(ALERTS)
+        assert "Video Generation - 10,000 entries" in used_up["text"] and "used up" in used_up["text"]
+        world.set_time(T0 + timedelta(days=4, hours=12))  # rel-b: 12 hours left
+        world.check()
+        world.check()
+        posts = world.posts(ALERTS)
+        assert len(posts) == 2 and "Video Generation - 1,000 entries" in posts[1]["text"]
+    finally:
+        world.close()
