@@ -74,6 +74,23 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the scheduler without the Slack app, for platforms with separate web and worker processes "
         "(then run `serve --web-only` as the web process).",
     )
+    manifest = sub.add_parser(
+        "manifest",
+        help="print the Slack app manifest, ready to paste (needs no settings)",
+        description="Print the Slack app manifest to paste at https://api.slack.com/apps -> Create New App -> "
+        "From an app manifest. Without options the two URLs keep the YOUR-HOST placeholder.",
+    )
+    mode = manifest.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--url",
+        help="HTTP mode: the bot's public address, e.g. https://kling-bot.example.com; "
+        "the slash command and interactivity then use URL/slack/events",
+    )
+    mode.add_argument(
+        "--socket-mode",
+        action="store_true",
+        help="Socket Mode: switch it on and leave out the URLs, which it does not use",
+    )
     return parser
 
 
@@ -106,6 +123,8 @@ def main(
     args = _parser().parse_args(argv)
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    if args.command == "manifest":  # before any settings: it needs none
+        return _manifest(args, stdout, stderr)
     if environ is None:
         _load_dotenv()
         environ = os.environ
@@ -153,6 +172,18 @@ def _db_reason(exc: BaseException) -> str:
     # the driver's own complaint.
     text = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
+
+
+def _manifest(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from bot.views.manifest import manifest_text
+
+    try:
+        text = manifest_text(args.url, socket_mode=args.socket_mode)
+    except ValueError as exc:
+        print(f"kling-bot: {exc}", file=stderr)
+        return EXIT_CONFIG
+    print(text, end="", file=stdout)
+    return EXIT_OK
 
 
 def _kling_failed(exc: KlingError, stderr: TextIO) -> int:

@@ -84,6 +84,13 @@ def test_pack_line_shows_balance_bar_expiry_and_status() -> None:
     assert "Active" in text
 
 
+def test_pack_not_yet_active_shows_start_before_expiry() -> None:
+    """A bought pack that is not active yet says when it starts, then when it expires."""
+    pending = pack("Video Generation - A", status=PackStatus.TO_BE_ONLINE, expires_in_days=40)
+    text = all_text(balance_message(snap(pending), NOW))
+    assert "starts" in text and text.index("starts") < text.index("expires")
+
+
 def test_unknown_status_is_shown_as_is() -> None:
     """A status Kling added later is displayed, not hidden or crashing."""
     text = all_text(balance_message(snap(pack("Video Generation - A", status="paused")), NOW, include_inactive=True))

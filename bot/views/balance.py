@@ -15,7 +15,6 @@ from bot.domain.packs import FamilyTotal, PackStatus, ResourcePack, family_total
 from bot.kling.cache import Snapshot
 from bot.kling.errors import KlingError
 from bot.views.blocks import (
-    FALLBACK_LIMIT,
     MAX_BLOCKS,
     SECTION_TEXT_LIMIT,
     chunk_sections,
@@ -64,19 +63,21 @@ def pack_entry(pack: ResourcePack, now: datetime) -> str:
     lines = [
         f"*{mrkdwn_escape(pack.name)}*",
         f"`{bar(pack.fraction_left)}` {quantity(pack.remaining)} / {quantity(pack.total)} "
-        f"({percent(pack.fraction_left)}) · {mrkdwn_escape(status_text)}",
+        f"({percent(pack.fraction_left)}) · {mrkdwn_escape(status_text, keep_markup=True)}",
     ]
+    # In time order: a pack not yet active starts before it expires.
+    if pack.status == PackStatus.TO_BE_ONLINE and pack.effective_time:
+        lines[1] += f" · starts {slack_date(pack.effective_time)}"
     if pack.invalid_time:
         verb = "expired" if pack.invalid_time <= now else "expires"
         lines[1] += f" · {verb} {slack_date(pack.invalid_time)} ({relative(pack.invalid_time, now)})"
-    if pack.status == PackStatus.TO_BE_ONLINE and pack.effective_time:
-        lines[1] += f" · starts {slack_date(pack.effective_time)}"
     return "\n".join(lines)
 
 
 def _fallback_line(total: FamilyTotal) -> str:
     return (
-        f"{total.family}: {quantity(total.remaining)} / {quantity(total.total)} left ({percent(total.fraction_left)})"
+        f"{mrkdwn_escape(total.family)}: {quantity(total.remaining)} / {quantity(total.total)} left "
+        f"({percent(total.fraction_left)})"
     )
 
 
@@ -108,7 +109,9 @@ def balance_message(
     packs = select_packs(snapshot.packs, include_inactive=include_inactive, name_filter=name_filter)
     matching_all = select_packs(snapshot.packs, include_inactive=True, name_filter=name_filter)
     hidden_inactive = len(matching_all) - len(packs)
-    title = "Kling balance" + (f": “{name_filter.strip()}”" if name_filter.strip() else "")
+    # The header is plain_text: Slack formats nothing there but still decodes &amp; &lt; &gt;.
+    shown_filter = mrkdwn_escape(name_filter.strip(), keep_markup=True)
+    title = "Kling balance" + (f": “{shown_filter}”" if shown_filter else "")
 
     blocks: list[dict[str, Any]] = [header(title)]
     note = stale_note(snapshot, now)
@@ -142,8 +145,11 @@ def balance_message(
     if packs_shown < len(packs):
         blocks.append(
             context(
-                f"…and {len(packs) - packs_shown} more pack(s) not listed (the totals above include them). "
-                f"Narrow the list with `{COMMAND} <part of a name>`, or run `kling-bot balance` for every pack."
+                mrkdwn_escape(
+                    f"…and {len(packs) - packs_shown} more pack(s) not listed (the totals above include them). "
+                    f"Narrow the list with `{COMMAND} <part of a name>`, or run `kling-bot balance` for every pack.",
+                    keep_markup=True,
+                )
             )
         )
     blocks.append(context(_footer(snapshot, now, include_inactive=include_inactive, hidden_inactive=hidden_inactive)))
@@ -151,7 +157,7 @@ def balance_message(
     fallback_lines = ["Kling balance" + (" (stale)" if snapshot.stale else "")]
     fallback_lines += [_fallback_line(t) for t in totals if t.online_packs]
     fallback_lines.append(LAG_NOTE)
-    return {"text": clip("\n".join(fallback_lines), FALLBACK_LIMIT), "blocks": blocks}
+    return {"text": plain("\n".join(fallback_lines)), "blocks": blocks}
 
 
 def _empty_text(snapshot: Snapshot, *, name_filter: str, hidden_inactive: int) -> str:
@@ -178,7 +184,10 @@ def _empty_text(snapshot: Snapshot, *, name_filter: str, hidden_inactive: int) -
 
 
 def error_message(error: KlingError) -> Message:
-    text = f":warning: Couldn't get balances from Kling: {mrkdwn_escape(error.describe())}\n{error.advice}"
+    text = (
+        f":warning: Couldn't get balances from Kling: {mrkdwn_escape(error.describe())}\n"
+        f"{mrkdwn_escape(error.advice, keep_markup=True)}"
+    )
     return {"text": plain(text), "blocks": [section(clip(text, SECTION_TEXT_LIMIT))]}
 
 
@@ -187,7 +196,7 @@ def refusal_message() -> Message:
         "Sorry, Kling balances are restricted to certain people or channels here. "
         "Ask whoever runs the bot to add you (KLING_ALLOWED_USERS / KLING_ALLOWED_CHANNELS)."
     )
-    return {"text": text, "blocks": [section(text)]}
+    return {"text": plain(text), "blocks": [section(text)]}
 
 
 def internal_error_message() -> Message:
@@ -213,4 +222,5 @@ HELP_LINES = (
 def help_message() -> Message:
     text = "*Kling balance: usage*\n" + "\n".join(f"• {line}" for line in HELP_LINES)
     text += "\nWords combine: `" + COMMAND + " all share video`. " + LAG_NOTE
+    text = mrkdwn_escape(text, keep_markup=True)  # `<part of a name>` must reach Slack as &lt;…&gt;
     return {"text": plain(text), "blocks": [section(text)]}

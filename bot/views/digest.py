@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 from bot.domain.packs import FamilyTotal, PackStatus, ResourcePack
 from bot.views.balance import COMMAND, family_line
-from bot.views.blocks import context, header, section
-from bot.views.format import LAG_NOTE, clip, mrkdwn_escape, quantity, relative, slack_date
+from bot.views.blocks import context, header, plain, section
+from bot.views.format import LAG_NOTE, mrkdwn_escape, quantity, relative, slack_date
 
 MAX_LISTED = 15
 
@@ -46,7 +46,7 @@ def _listed(lines: list[str], what: str) -> str:
 def digest_message(data: DigestData) -> dict[str, Any]:
     local = data.now.astimezone(ZoneInfo(data.zone_name))
     blocks: list[dict[str, Any]] = [header(f"Kling daily digest: {local:%a %d %b %Y}")]
-    plain = [f"Kling daily digest {local:%Y-%m-%d}"]
+    fallback = [f"Kling daily digest {local:%Y-%m-%d}"]
     if data.stale_note:
         blocks.append(section(f":warning: {mrkdwn_escape(data.stale_note)}"))
 
@@ -57,14 +57,16 @@ def digest_message(data: DigestData) -> dict[str, Any]:
             line = family_line(row.total, data.now)
             line += f"\n      used {quantity(row.used)} {period}"
             lines.append(line)
-            plain.append(f"{row.total.family}: {quantity(row.total.remaining)} left, used {quantity(row.used)}")
+            fallback.append(
+                f"{mrkdwn_escape(row.total.family)}: {quantity(row.total.remaining)} left, used {quantity(row.used)}"
+            )
         blocks.append(section("*Balances*\n" + _listed(lines, "families")))
     elif data.any_packs:
         blocks.append(section("*Balances*\nNo active packs: everything has expired or been used up."))
-        plain.append("No active packs.")
+        fallback.append("No active packs.")
     else:
         blocks.append(section("*Balances*\nKling reports no resource packs in the look-back window."))
-        plain.append("No packs.")
+        fallback.append("No packs.")
 
     if data.expiring:
         lines = [
@@ -74,7 +76,7 @@ def digest_message(data: DigestData) -> dict[str, Any]:
             if p.invalid_time
         ]
         blocks.append(section(":hourglass_flowing_sand: *Expiring soon*\n" + _listed(lines, "packs")))
-        plain.append(f"{len(data.expiring)} pack(s) expiring soon.")
+        fallback.append(f"{len(data.expiring)} pack(s) expiring soon.")
 
     if data.ended:
         lines = []
@@ -84,7 +86,7 @@ def digest_message(data: DigestData) -> dict[str, Any]:
             else:
                 lines.append(f"• *{mrkdwn_escape(p.name)}* expired with {quantity(p.remaining)} unused")
         blocks.append(section(f"*Ended {period}*\n" + _listed(lines, "packs")))
-        plain.append(f"{len(data.ended)} pack(s) ended.")
+        fallback.append(f"{len(data.ended)} pack(s) ended.")
 
     blocks.append(
         context(
@@ -92,4 +94,5 @@ def digest_message(data: DigestData) -> dict[str, Any]:
             f"`{COMMAND}` shows the balances any time."
         )
     )
-    return {"text": clip(" ".join(plain), 3900), "blocks": blocks}
+    # One line each: run together, a notification reads as one long sentence.
+    return {"text": plain("\n".join(fallback)), "blocks": blocks}

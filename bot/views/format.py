@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 LAG_NOTE = "Remaining quantities can lag by up to 12 h (Kling's statistics delay)."
@@ -72,9 +73,30 @@ def slack_date(when: datetime) -> str:
     return f"<!date^{int(when.timestamp())}^{{date_short_pretty}} {{time}}|{utc_text(when)}>"
 
 
-def mrkdwn_escape(text: str) -> str:
-    """Escape the three characters Slack treats as control characters in mrkdwn."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+# mrkdwn has no escape for its formatting marks, so a mark that could open or close formatting
+# becomes a look-alike. (A zero-width space beside a mark makes Slack format more, not less,
+# and a code span cannot hold a backtick.) A mark between two letters or digits cannot format,
+# so `video_gen` keeps its underscore and still matches when copied back into a command.
+_LOOKALIKES = {"*": "∗", "_": "ˍ", "~": "∼", "`": "ˋ"}
+_LIVE_MARK = re.compile(r"`|(?<![^\W_])[*_~]|[*_~](?![^\W_])")
+# Slack's date token, written on purpose by slack_date(); an entity; or a control character.
+_CONTROL = re.compile(r"(<!date\^[^<>|]*\|[^<>]*>)|(&(?:amp|lt|gt);)|[<>&]")
+
+
+def mrkdwn_escape(text: str, *, keep_markup: bool = False) -> str:
+    """Text for mrkdwn that Slack shows as written: `&`, `<` and `>` as entities, so a name such
+    as `<!channel>` cannot ping or link; and the marks `*`, `_`, `~` and backticks that could
+    start or end formatting as look-alikes (`*bold*` shows as ∗bold∗, not bold). Pack names,
+    families and whatever a person typed all go through here. `keep_markup` is for the bot's
+    own mrkdwn (its code spans and bold), which needs only the three entities."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text if keep_markup else _LIVE_MARK.sub(lambda m: _LOOKALIKES[m.group()], text)
+
+
+def escape_stray_controls(text: str) -> str:
+    """Escape any `<`, `>` or `&` left raw, keeping entities and date tokens: a last guard, so
+    text that skipped mrkdwn_escape still cannot ping anyone."""
+    return _CONTROL.sub(lambda m: m.group(1) or m.group(2) or mrkdwn_escape(m.group(), keep_markup=True), text)
 
 
 def clip(text: str, limit: int) -> str:

@@ -44,7 +44,7 @@ def balance_table(snapshot: Snapshot, now: datetime, *, include_inactive: bool) 
         else:
             lines.append("Kling reports no resource packs in the look-back window (KLING_LOOKBACK_DAYS).")
     else:
-        header = ("Pack", "Status", "Remaining", "Total", "Left", "Expires (UTC)", "")
+        header = ("Pack", "Status", "Remaining", "Total", "Left", "Expires (UTC)")
         rows = [
             (
                 p.name,
@@ -52,8 +52,7 @@ def balance_table(snapshot: Snapshot, now: datetime, *, include_inactive: bool) 
                 quantity(p.remaining),
                 quantity(p.total),
                 percent(p.fraction_left),
-                utc_text(p.invalid_time) if p.invalid_time else "-",
-                relative(p.invalid_time, now) if p.invalid_time else "",
+                f"{utc_text(p.invalid_time)} ({relative(p.invalid_time, now)})" if p.invalid_time else "-",
             )
             for p in packs
         ]
@@ -67,14 +66,21 @@ def balance_table(snapshot: Snapshot, now: datetime, *, include_inactive: bool) 
         lines.append(fmt(header))
         lines.append("  ".join("-" * w for w in widths).rstrip())
         lines.extend(fmt(r) for r in rows)
-        totals = [t for t in family_totals(snapshot.packs) if t.online_packs]
+        # Every family with an active pack, as in Slack: one whose packs are all still to start
+        # says so rather than vanishing from the totals.
+        totals = family_totals(snapshot.packs)
         if totals:
             lines.append("")
             lines.append("Totals of active packs per family:")
             for t in totals:
-                lines.append(
-                    f"  {t.family}: {quantity(t.remaining)} / {quantity(t.total)} left ({percent(t.fraction_left)})"
+                text = (
+                    f"{quantity(t.remaining)} / {quantity(t.total)} left ({percent(t.fraction_left)})"
+                    if t.online_packs
+                    else "nothing active yet"
                 )
+                if t.pending_packs:
+                    text += f", +{quantity(t.pending_remaining)} in {t.pending_packs} pack(s) not yet active"
+                lines.append(f"  {t.family}: {text}")
     lines.append("")
     lines.append(f"{LAG_NOTE} Fetched {utc_text(snapshot.fetched_at)}.")
     return "\n".join(lines)
