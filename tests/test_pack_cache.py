@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from bot.domain.packs import PackStatus, ResourcePack
-from bot.kling.cache import PackCache
-from bot.kling.errors import UnavailableError
+from bot.kling.cache import DEFAULT_WAIT_S, PackCache
+from bot.kling.errors import KlingBusyError, KlingConnectionError, UnavailableError
 from tests.fake_clock import FakeClock
 
 
@@ -141,3 +142,88 @@ def test_zero_ttl_burst_still_makes_one_call() -> None:
     clock.advance(1)
     cache.get()
     assert fetch.calls == 2  # a caller after the answer arrived asks again (TTL 0)
+
+
+def stuck_fetch_after_one_answer(clock: FakeClock, ttl_s: float = 60) -> tuple[PackCache, GatedFetch]:
+    """A cache holding one good answer whose next fetch will block until released."""
+    fetch = GatedFetch(clock)
+    cache = PackCache(fetch, ttl_s=ttl_s, clock=clock)
+    fetch.release.set()
+    cache.get()
+    fetch.started.clear()
+    fetch.release.clear()
+    return cache, fetch
+
+
+def test_caller_stops_waiting_for_a_stuck_fetch_and_gets_the_last_answer_marked_stale() -> None:
+    """While one caller's fetch hangs, another gets the last good answer after wait_s, marked stale: Kling is slow."""
+    clock = FakeClock()
+    cache, fetch = stuck_fetch_after_one_answer(clock)
+    clock.advance(120)  # past the TTL: a fresh answer is needed
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        stuck = pool.submit(cache.get)
+        try:
+            assert fetch.started.wait(10)
+            waited = cache.get(wait_s=0.05)
+        finally:
+            fetch.release.set()
+        assert not stuck.result(timeout=10).stale
+    assert waited.stale and waited.packs == (pack(),)
+    assert isinstance(waited.error, KlingBusyError) and "slow to answer" in waited.error.describe()
+    assert fetch.calls == 2  # the priming answer and the one stuck fetch: the waiter asked nothing
+
+
+def test_caller_with_nothing_to_fall_back_on_gets_kling_busy_error() -> None:
+    """With no earlier answer, a caller past wait_s gets KlingBusyError instead of waiting on."""
+    clock = FakeClock()
+    fetch = GatedFetch(clock)
+    cache = PackCache(fetch, ttl_s=60, clock=clock)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        stuck = pool.submit(cache.get)
+        try:
+            assert fetch.started.wait(10)
+            with pytest.raises(KlingBusyError) as info:
+                cache.get(wait_s=0.05)
+        finally:
+            fetch.release.set()
+        stuck.result(timeout=10)
+    assert isinstance(info.value, KlingConnectionError)  # callers catching KlingError need no change
+    assert fetch.calls == 1
+
+
+def test_caller_within_the_ttl_gets_the_cached_answer_while_a_refresh_is_stuck() -> None:
+    """A plain caller behind someone's stuck `refresh` gets the still-fresh cached answer, not marked stale."""
+    clock = FakeClock()
+    cache, fetch = stuck_fetch_after_one_answer(clock, ttl_s=300)
+    clock.advance(10)  # well within the TTL
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        stuck = pool.submit(cache.get, refresh=True)
+        try:
+            assert fetch.started.wait(10)
+            waited = cache.get(wait_s=0.05)
+            refreshed = cache.get(refresh=True, wait_s=0.05)
+        finally:
+            fetch.release.set()
+        stuck.result(timeout=10)
+    assert not waited.stale and waited.packs == (pack(),)
+    assert refreshed.stale  # a caller who asked for a refresh is told it did not happen
+
+
+def test_unbounded_wait_shares_the_fetch_in_flight() -> None:
+    """wait_s=None (the scheduler) waits for the fetch in flight and takes its answer: still one upstream call."""
+    clock = FakeClock()
+    fetch = GatedFetch(clock)
+    cache = PackCache(fetch, ttl_s=0, clock=clock)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(cache.get)
+        assert fetch.started.wait(10)
+        waiting = pool.submit(cache.get, refresh=True, wait_s=None)
+        fetch.release.set()
+        results = [first.result(timeout=10), waiting.result(timeout=10)]
+    assert fetch.calls == 1 and not any(r.stale for r in results)
+
+
+def test_interactive_callers_wait_a_bounded_time_by_default() -> None:
+    """get() without wait_s waits at most DEFAULT_WAIT_S (a few seconds), never indefinitely."""
+    default = inspect.signature(PackCache.get).parameters["wait_s"].default
+    assert default == DEFAULT_WAIT_S and 0 < DEFAULT_WAIT_S <= 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import Protocol
 
 import jwt
@@ -14,9 +15,17 @@ TOKEN_LIFETIME_S = 1800
 NOT_BEFORE_SKEW_S = 5
 # Mint a new token this long before the old one expires, so none is sent about to lapse.
 RENEW_MARGIN_S = 300
+# PyJWT >= 2.10 warns when an HMAC key is shorter than the hash (32 bytes for HS256), printing
+# a file path to stderr. The secret's length is Kling's choice, not the user's, so the warning
+# is noise to them. Older PyJWT has no such warning; UserWarning stands in there.
+_SHORT_KEY_WARNING: type[Warning] = getattr(jwt, "InsecureKeyLengthWarning", UserWarning)
 
 
 class Credentials(Protocol):
+    # True when the bearer is a token this machine signs with its own clock, so a token
+    # Kling calls "not yet valid" or "expired" even when fresh means that clock is off.
+    mints_tokens: bool
+
     def bearer(self) -> str:
         """The value to send after `Authorization: Bearer`."""
         ...
@@ -28,6 +37,8 @@ class Credentials(Protocol):
 
 class ApiKeyCredentials:
     """The newer way: the API key is the bearer token, as it is."""
+
+    mints_tokens = False
 
     def __init__(self, api_key: str) -> None:
         self._api_key = api_key
@@ -46,6 +57,8 @@ class JwtCredentials:
     """The classic way: an HS256 JWT signed with the secret key, reused until shortly
     before it expires."""
 
+    mints_tokens = True
+
     def __init__(self, access_key: str, secret_key: str, clock: Clock) -> None:
         self._access_key = access_key
         self._secret_key = secret_key
@@ -59,12 +72,16 @@ class JwtCredentials:
             now = int(self._clock.now().timestamp())
             if self._token is None or now >= self._expires_at - RENEW_MARGIN_S:
                 self._expires_at = now + TOKEN_LIFETIME_S
-                self._token = jwt.encode(
-                    {"iss": self._access_key, "exp": self._expires_at, "nbf": now - NOT_BEFORE_SKEW_S},
-                    self._secret_key,
-                    algorithm="HS256",
-                    headers={"typ": "JWT"},
-                )
+                # catch_warnings swaps the process-wide filters for the duration; a token is
+                # minted about twice an hour, under this lock, so the window is tiny.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", _SHORT_KEY_WARNING)
+                    self._token = jwt.encode(
+                        {"iss": self._access_key, "exp": self._expires_at, "nbf": now - NOT_BEFORE_SKEW_S},
+                        self._secret_key,
+                        algorithm="HS256",
+                        headers={"typ": "JWT"},
+                    )
             return self._token
 
     def invalidate(self) -> None:

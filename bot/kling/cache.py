@@ -4,6 +4,10 @@ Any number of concurrent callers cause one upstream call: the first takes the lo
 fetches, the others wait on the same lock and then take what it fetched, since an answer
 that arrived after they asked is as fresh as any they could get. That holds for `refresh`
 and for a TTL of 0 too, so a burst never turns into a queue of one-a-second Kling calls.
+
+Waiting is bounded: a caller that has waited `wait_s` for a fetch in flight gets the last
+good answer marked stale, or `KlingBusyError`, instead of queueing behind a slow Kling for
+as long as it takes. The fetch itself carries on and its answer serves the next callers.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from cachetools import TTLCache
 
 from bot.clock import Clock
 from bot.domain.packs import ResourcePack
-from bot.kling.errors import KlingError
+from bot.kling.errors import KlingBusyError, KlingError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,10 @@ _KEY = "packs"
 # After a failed fetch, callers within this window get the same answer (stale data or the
 # error) instead of each waiting out another round of retries against a failing Kling.
 FAILURE_REUSE_S = 30.0
+# How long an interactive caller waits for a fetch already in flight. Slack wants the answer
+# soon and a normal Kling call takes well under a second; past this, an older answer now
+# beats a current one in a minute.
+DEFAULT_WAIT_S = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +64,29 @@ class PackCache:
     ) -> None:
         self._fetch = fetch
         self._clock = clock
+        self._ttl_s = ttl_s
         self._fresh: TTLCache[str, Snapshot] = TTLCache(maxsize=1, ttl=ttl_s, timer=clock.monotonic)
         self._lock = threading.Lock()
         self._last_good: Snapshot | None = None
         self._last_good_at = float("-inf")
         self._last_failure: tuple[float, KlingError] | None = None
 
-    def get(self, *, refresh: bool = False) -> Snapshot:
+    def get(self, *, refresh: bool = False, wait_s: float | None = DEFAULT_WAIT_S) -> Snapshot:
         """The current packs; `refresh` skips the cache but still shares a fetch in flight.
 
-        Raises `KlingError` only when the fetch failed and no earlier answer exists.
+        `wait_s` bounds the wait for a fetch another caller has in flight (None: wait for it,
+        as the scheduler may, since it has no one waiting on it). Past that the caller gets the
+        last good answer, marked stale with a `KlingBusyError` unless it is within the TTL and
+        `refresh` was not asked.
+
+        Raises `KlingError` only when the fetch failed (or is still running after `wait_s`:
+        `KlingBusyError`) and no earlier answer exists.
         """
         asked = self._clock.monotonic()
-        with self._lock:
+        wait_s = None if wait_s is None else max(0.0, wait_s)
+        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            return self._while_busy(refresh, wait_s or 0.0)
+        try:
             # A fetch that ended after this caller asked was in flight meanwhile: share it.
             if self._last_good is not None and self._last_good_at >= asked:
                 return self._last_good
@@ -81,6 +99,19 @@ class PackCache:
                 if self._last_failure is not None and self._last_failure[0] >= asked - FAILURE_REUSE_S:
                     return self._stale_or_raise(self._last_failure[1])
             return self._fetch_locked()
+        finally:
+            self._lock.release()
+
+    def _while_busy(self, refresh: bool, wait_s: float) -> Snapshot:
+        # Read without the lock. The fetch sets the answer before its time and this reads the
+        # time first, so a race can only pair a new answer with the older time (judged stale),
+        # never an old answer with the new time.
+        good_at = self._last_good_at
+        good = self._last_good
+        if good is not None and not refresh and self._clock.monotonic() - good_at < self._ttl_s:
+            return good  # what the caller would have got after the wait anyway
+        log.info("Gave up waiting %.0f s for the Kling call in flight; answering without it", wait_s)
+        return self._stale_or_raise(KlingBusyError(f"Kling is slow to answer (no reply after {wait_s:.0f} s)"))
 
     def _fetch_locked(self) -> Snapshot:
         try:

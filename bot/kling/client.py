@@ -1,7 +1,9 @@
-"""The `/account/costs` client: auth, one request per second, bounded retries."""
+"""The `/account/costs` client: auth, one request per second, bounded retries, and a
+deadline and size cap on every reply."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -15,12 +17,13 @@ from bot.domain.packs import ResourcePack
 from bot.kling.auth import Credentials
 from bot.kling.errors import (
     AuthenticationError,
+    ClockSkewError,
     KlingConnectionError,
     KlingError,
     MalformedReplyError,
     RateLimitedError,
 )
-from bot.kling.parse import parse_reply
+from bot.kling.parse import parse_packs
 from bot.kling.ratelimit import MinIntervalLimiter
 
 log = logging.getLogger(__name__)
@@ -30,8 +33,17 @@ COSTS_PATH = "/account/costs"
 MIN_REQUEST_INTERVAL_S = 1.0
 # Retrying stops starting new attempts this long after the first one began.
 RETRY_BUDGET_S = 10.0
-# One attempt may take this long: a slow Kling that answers in 10 s still gets through.
+# One attempt may take this long in all, body included: a slow Kling that answers in 10 s
+# still gets through. httpx's own timeouts are per read, so a Kling sending a byte every few
+# seconds never tripped them and held a call (and every command queued behind it) for a minute.
 REQUEST_TIMEOUT_S = 12.0
+# A retry, or the fresh-token try, gets at least this long even when the budget is nearly spent.
+MIN_REQUEST_TIMEOUT_S = 1.0
+# The largest reply read from Kling. A real account's reply is a few hundred bytes per pack,
+# so 5 MB is thousands of packs; reading an unbounded body let a broken endpoint make the
+# bot hold several copies of it (bytes, text, parsed objects): 196 MB for a 50 MB reply.
+MAX_REPLY_MB = 5
+MAX_REPLY_BYTES = MAX_REPLY_MB * 1024 * 1024
 # Kling asks for a back-off of at least 1 s on code 1303.
 MIN_RATE_LIMIT_WAIT_S = 1.0
 # Codes that mean "your token's time window is wrong": a fresh token may fix them.
@@ -69,7 +81,13 @@ class KlingClient:
             base_url=self.base_url,
             transport=transport,
             timeout=httpx.Timeout(request_timeout_s, connect=min(5.0, request_timeout_s)),
-            headers={"Content-Type": "application/json", "User-Agent": "kling-balance-bot"},
+            # identity: the reply is small, and a compressed one could inflate far past the size
+            # cap within a single chunk before the cap is checked.
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "kling-balance-bot",
+                "Accept-Encoding": "identity",
+            },
         )
 
     def close(self) -> None:
@@ -117,11 +135,12 @@ class KlingClient:
             for attempt in retrying:
                 with attempt:
                     remaining = self._retry_budget_s - (self._clock.monotonic() - start)
-                    # The first attempt gets the full timeout; later ones only what the budget has left.
+                    # The first attempt gets the full timeout; later ones only what the budget has left,
+                    # so a whole call lasts at most about the budget plus one request's deadline.
                     timeout = (
                         self._request_timeout_s
                         if attempt.retry_state.attempt_number == 1
-                        else max(1.0, min(self._request_timeout_s, remaining))
+                        else max(MIN_REQUEST_TIMEOUT_S, min(self._request_timeout_s, remaining))
                     )
                     return self._fetch_with_fresh_token(timeout)
         except KlingError as exc:
@@ -133,40 +152,89 @@ class KlingClient:
     # -- internals ------------------------------------------------------------------------
 
     def _fetch_with_fresh_token(self, timeout: float) -> list[ResourcePack]:
+        started = self._clock.monotonic()
         try:
             return self._fetch_once(timeout)
         except AuthenticationError as exc:
             if exc.code not in TOKEN_TIME_CODES:
                 raise
             log.info("Kling said the token is not valid now (code %s); minting a fresh one", exc.code)
-            self._credentials.invalidate()
-            return self._fetch_once(timeout)
+        self._credentials.invalidate()
+        # The fresh-token try shares this attempt's time, so it cannot double the call's length.
+        spent = self._clock.monotonic() - started
+        try:
+            return self._fetch_once(max(MIN_REQUEST_TIMEOUT_S, timeout - spent))
+        except AuthenticationError as exc:
+            skew = self._clock_skew(exc)
+            if skew is None:
+                raise
+            raise skew from exc
+
+    def _clock_skew(self, exc: AuthenticationError) -> ClockSkewError | None:
+        """A token-time refusal of a token signed a moment ago means this machine's clock is
+        off, not the keys: say so, and which way (1003 "not yet valid": ahead; 1004 "expired":
+        behind by more than the token's 30 minutes)."""
+        if not self._credentials.mints_tokens or exc.code not in TOKEN_TIME_CODES:
+            return None
+        if exc.code == 1003:
+            text = "Kling says the token is not valid yet: this machine's clock is probably ahead of Kling's"
+        else:
+            text = "Kling says a freshly signed token has expired: this machine's clock is probably behind Kling's"
+        return ClockSkewError(
+            f"{text}; sync it (NTP)", http_status=exc.http_status, code=exc.code, request_id=exc.request_id
+        )
 
     def _fetch_once(self, timeout: float) -> list[ResourcePack]:
         self._limiter.acquire()
+        deadline = self._clock.monotonic() + timeout
         now = self._clock.now()
         params = {
             "start_time": int((now - self._lookback).timestamp() * 1000),
             "end_time": int(now.timestamp() * 1000),
         }
         headers = {"Authorization": f"Bearer {self._credentials.bearer()}"}
+        too_slow = KlingConnectionError(f"Kling did not answer within {timeout:.0f} s")
         try:
-            response = self._http.get(COSTS_PATH, params=params, headers=headers, timeout=timeout)
+            with self._http.stream("GET", COSTS_PATH, params=params, headers=headers, timeout=timeout) as response:
+                content = self._read_capped(response, deadline, too_slow)
         except httpx.TimeoutException as exc:
-            raise KlingConnectionError(f"Kling did not answer within {timeout:.0f} s") from exc
+            raise too_slow from exc
         except httpx.TransportError as exc:
             raise KlingConnectionError(f"could not reach Kling at {self.base_url} ({type(exc).__name__})") from exc
         try:
-            body = response.json()
-        except ValueError:
+            body = json.loads(content)
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past Python's limit
             if response.status_code < 400:
                 raise MalformedReplyError("Kling reply is not JSON", field="(body)") from None
             body = None
         try:
-            return parse_reply(response.status_code, body)
+            parsed = parse_packs(response.status_code, body)
         except RateLimitedError as exc:
             exc.retry_after_s = _retry_after(response)
             raise
+        for skipped in parsed.skipped:
+            log.warning("Kling reply: skipped a pack the bot cannot read, showing the others: %s", skipped)
+        return parsed.packs
+
+    def _read_capped(self, response: httpx.Response, deadline: float, too_slow: KlingConnectionError) -> bytes:
+        """The body, read as it arrives, given up once the deadline passes or it outgrows the cap.
+
+        The deadline is checked as each chunk arrives. A Kling that goes silent instead is
+        stopped by httpx's per-read timeout (the same length), so only one that falls silent
+        just before the deadline can stretch an attempt, by at most that one read.
+        """
+        too_big = MalformedReplyError(f"Kling reply is larger than {MAX_REPLY_MB} MB", field="(body)")
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_REPLY_BYTES:
+            raise too_big
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > MAX_REPLY_BYTES:
+                raise too_big
+            if self._clock.monotonic() > deadline:
+                raise too_slow
+        return bytes(body)
 
 
 def _retry_after(response: httpx.Response) -> float:

@@ -2,16 +2,25 @@
 
     KlingError                      anything from this package
     ├── KlingConnectionError        no answer: DNS, refused, reset, timeout      (retried)
-    ├── MalformedReplyError         an answer that is not the documented shape
+    │   └── KlingBusyError          the cache gave up waiting for a fetch already in flight
+    ├── MalformedReplyError         an answer that is not the documented shape, or too large
     └── KlingAPIError               Kling answered with an error code
         ├── AuthenticationError     401, codes 1000-1004: keys rejected or token expired
+        │   └── ClockSkewError      1003/1004 even with a fresh token: this machine's clock is off
         ├── AccountError            403/429, codes 1100-1103, 1304: account, permission, IP
         ├── BadRequestError         400/404, codes 1200-1203, 1300-1301: the bot's request
         ├── RateLimitedError        429, codes 1302-1303                        (retried)
         └── UnavailableError        5xx, codes 5000-5002: Kling is down or slow (retried)
 
-Every error has `advice`: one plain sentence saying what it means and what to do, fit to
-show a user. No error message ever contains a key, secret or token.
+Every error has two texts besides its message:
+
+- `advice`: what it means and what to check, naming settings (`KLING_API_BASE`, ...), for
+  the logs and the command line, read by whoever runs the bot;
+- `public_message`: what happened and what the reader can do, fit for any Slack user: no
+  hosts, URLs, setting names or error codes, which mean nothing to them and tell strangers
+  how the bot is set up.
+
+No error text ever contains a key, secret or token.
 """
 
 from __future__ import annotations
@@ -21,6 +30,10 @@ class KlingError(Exception):
     """Base class: `str(err)` is a one-line reason, `advice` the next step."""
 
     advice = "Try again in a few minutes; if it keeps failing, check the bot's logs."
+    public_message = (
+        "Something went wrong while asking Kling. Try again in a few minutes; if it keeps failing, "
+        "tell whoever runs the bot."
+    )
     retryable = False
 
     def __init__(self, message: str) -> None:
@@ -40,7 +53,18 @@ class KlingError(Exception):
 
 class KlingConnectionError(KlingError):
     advice = "Kling could not be reached. Check the network and KLING_API_BASE, then try again."
+    public_message = (
+        "Kling could not be reached just now. Try again in a few minutes; if it keeps failing, "
+        "tell whoever runs the bot."
+    )
     retryable = True
+
+
+class KlingBusyError(KlingConnectionError):
+    """A caller stopped waiting for a Kling call another caller already has in flight."""
+
+    advice = "Kling is slow to answer; the bot is still waiting for it. Try again in a minute."
+    public_message = "Kling is slow to answer right now. Try again in a minute."
 
 
 class MalformedReplyError(KlingError):
@@ -50,6 +74,10 @@ class MalformedReplyError(KlingError):
         "Kling answered in a shape the bot does not understand. Try again later; if it "
         "persists, the API may have changed and the bot needs an update."
     )
+    public_message = (
+        "Kling sent an answer the bot could not read. Try again later; if it keeps happening, "
+        "tell whoever runs the bot."
+    )
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -57,6 +85,10 @@ class MalformedReplyError(KlingError):
 
 
 class KlingAPIError(KlingError):
+    public_message = (
+        "Kling turned down the bot's request. Try again later; if it keeps failing, tell whoever runs the bot."
+    )
+
     def __init__(
         self,
         message: str,
@@ -83,12 +115,28 @@ class AuthenticationError(KlingAPIError):
         "Kling rejected the bot's credentials. Check KLING_ACCESS_KEY and KLING_SECRET_KEY "
         "(or KLING_API_KEY), and that KLING_API_BASE is the region the keys belong to."
     )
+    public_message = "Kling rejected the bot's credentials. Tell whoever runs the bot."
+
+
+class ClockSkewError(AuthenticationError):
+    """Kling refused even a freshly signed token for its time window: the keys are fine, but
+    this machine's clock disagrees with Kling's (the message says which way)."""
+
+    advice = (
+        "Kling checks the signed token's times against its own clock. Sync this machine's clock "
+        "(NTP, e.g. `timedatectl set-ntp true`), then try again."
+    )
+    public_message = "Kling rejected the bot's sign-in because the bot's clock is off. Tell whoever runs the bot."
 
 
 class AccountError(KlingAPIError):
     advice = (
         "Kling refused this account (arrears, a suspended account, a missing permission or an "
         "IP whitelist). Check the account in the Kling console."
+    )
+    public_message = (
+        "Kling refused access to this account (for example unpaid bills or missing permissions). "
+        "Tell whoever runs the bot."
     )
 
 
@@ -97,10 +145,12 @@ class BadRequestError(KlingAPIError):
         "Kling rejected the bot's request. Check KLING_API_BASE and KLING_LOOKBACK_DAYS; if they "
         "look right, the API may have changed and the bot needs an update."
     )
+    public_message = "Kling did not accept the bot's request. Tell whoever runs the bot."
 
 
 class RateLimitedError(KlingAPIError):
     advice = "Kling is rate-limiting the bot. Wait a minute and try again."
+    public_message = "Kling is handling too many requests right now. Try again in a minute."
     retryable = True
     # From the reply's Retry-After header, when Kling sends one.
     retry_after_s = 0.0
@@ -108,6 +158,7 @@ class RateLimitedError(KlingAPIError):
 
 class UnavailableError(KlingAPIError):
     advice = "Kling is down or slow right now. Try again in a few minutes."
+    public_message = "Kling is down or slow right now. Try again in a few minutes."
     retryable = True
 
 

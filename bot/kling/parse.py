@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,9 +12,22 @@ from bot.domain.packs import ResourcePack, parse_status, parse_type
 from bot.kling.errors import MalformedReplyError, error_for
 
 PACKS_FIELD = "resource_pack_subscribe_infos"
+# The most units a pack may report. Real packs hold thousands to millions of units; anything
+# far beyond is a broken reply, and unbounded values (1e308) made family sums overflow to
+# inf and `round(inf)` crash every view. At 1e12, even a million packs sum to 1e18: finite,
+# and still exact enough to print as whole units.
+MAX_QUANTITY = 1e12
+# Pack times (ms since 1970) must lie in [1970, 9999): 0 means "not known yet", a negative one
+# is garbage, and a year's margin below datetime's end keeps date arithmetic on a far-future
+# "never expires" value from overflowing.
+MAX_TIME_MS = int(datetime(9999, 1, 1, tzinfo=UTC).timestamp() * 1000)
 
 
 def _code(value: Any, where: str) -> int:
+    # A code is an integer; JSON may spell it 1003, 1003.0 or "1003". Infinity, NaN or 0.5
+    # are not codes (and int(inf) would raise OverflowError, not a Kling error).
+    if isinstance(value, float) and not value.is_integer():
+        value = None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise MalformedReplyError(f"Kling reply field '{where}' is not a number", field=where)
     try:
@@ -67,15 +81,28 @@ def _str_field(raw: dict[str, Any], name: str, where: str) -> str:
     return value
 
 
-def _number(raw: dict[str, Any], name: str, where: str) -> float:
+def _quantity(raw: dict[str, Any], name: str, where: str) -> float:
+    """A pack quantity: a finite number in [0, MAX_QUANTITY]."""
     value = raw.get(name)
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        what = "missing" if value is None else f"not a number ({value!r})"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        what = "missing" if value is None else f"not a number ({_short(value)})"
         raise MalformedReplyError(f"Kling reply field '{where}.{name}' is {what}", field=f"{where}.{name}")
-    return float(value)
+    # float() of a huge JSON integer (10**400) raises OverflowError: out of range like inf.
+    number = float(value) if not isinstance(value, int) or abs(value) <= MAX_QUANTITY else math.inf
+    if not (math.isfinite(number) and 0 <= number <= MAX_QUANTITY):
+        raise MalformedReplyError(
+            f"Kling reply field '{where}.{name}' is out of range ({_short(value)})", field=f"{where}.{name}"
+        )
+    return number
+
+
+def _short(value: Any) -> str:
+    # A field's value goes into logs; a pathological one (a 4,000-digit number) is cut.
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _time(raw: dict[str, Any], name: str, where: str) -> datetime | None:
@@ -86,15 +113,15 @@ def _time(raw: dict[str, Any], name: str, where: str) -> datetime | None:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MalformedReplyError(
-            f"Kling reply field '{where}.{name}' is not a time in milliseconds ({value!r})",
+            f"Kling reply field '{where}.{name}' is not a time in milliseconds ({_short(value)})",
             field=f"{where}.{name}",
         )
-    try:
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    except (OverflowError, OSError, ValueError):
+    # The comparison also rejects NaN, which is neither in nor out of any range.
+    if not 0 <= value < MAX_TIME_MS:
         raise MalformedReplyError(
-            f"Kling reply field '{where}.{name}' is out of range ({value!r})", field=f"{where}.{name}"
-        ) from None
+            f"Kling reply field '{where}.{name}' is out of range ({_short(value)})", field=f"{where}.{name}"
+        )
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
 def parse_pack(raw: Any, index: int) -> ResourcePack:
@@ -105,8 +132,8 @@ def parse_pack(raw: Any, index: int) -> ResourcePack:
         name=_str_field(raw, "resource_pack_name", where),
         pack_id=_str_field(raw, "resource_pack_id", where),
         pack_type=parse_type(_str_field(raw, "resource_pack_type", where)),
-        total=_number(raw, "total_quantity", where),
-        remaining=_number(raw, "remaining_quantity", where),
+        total=_quantity(raw, "total_quantity", where),
+        remaining=_quantity(raw, "remaining_quantity", where),
         purchase_time=_time(raw, "purchase_time", where),
         effective_time=_time(raw, "effective_time", where),
         invalid_time=_time(raw, "invalid_time", where),
@@ -114,8 +141,38 @@ def parse_pack(raw: Any, index: int) -> ResourcePack:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedReply:
+    """The packs that could be read, and why each of the others could not."""
+
+    packs: list[ResourcePack]
+    skipped: list[MalformedReplyError]
+
+
+def parse_packs(http_status: int, body: Any) -> ParsedReply:
+    """Parse a reply, skipping packs that cannot be read.
+
+    One bad row must not hide every other pack from everyone, so a malformed pack is
+    skipped and reported in `skipped` (the client logs it). A malformed envelope still
+    raises, and so does a reply in which every pack is malformed: that is the API's shape
+    changing, and an empty list would read as "no packs" and hide the problem.
+    """
+    packs: list[ResourcePack] = []
+    skipped: list[MalformedReplyError] = []
+    infos = check_envelope(http_status, body)
+    for i, raw in enumerate(infos):
+        try:
+            packs.append(parse_pack(raw, i))
+        except MalformedReplyError as exc:
+            skipped.append(exc)
+    if infos and not packs:
+        raise skipped[0]
+    return ParsedReply(packs, skipped)
+
+
 def parse_reply(http_status: int, body: Any) -> list[ResourcePack]:
-    return [parse_pack(raw, i) for i, raw in enumerate(check_envelope(http_status, body))]
+    """The readable packs of a reply (see `parse_packs`, which also says what was skipped)."""
+    return parse_packs(http_status, body).packs
 
 
 def _ms(value: datetime | None) -> int | None:

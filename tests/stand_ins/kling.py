@@ -1,6 +1,7 @@
 """A stand-in for Kling's `/account/costs` on 127.0.0.1, behaving like the real one:
 JWT or API-key auth with Kling's codes, snake_case millisecond parameters, QPS <= 1
-enforced with 429/1302, the two-layer reply, and scripted failures and delays."""
+enforced with 429/1302, the two-layer reply, and scripted failures, delays and bodies sent
+a byte at a time."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ class Scripted:
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    # When set, the body is sent one byte per this many seconds (a Kling stuck trickling).
+    trickle_s: float = 0.0
 
 
 def make_pack(
@@ -123,8 +126,8 @@ class FakeKling:
         for _ in range(times):
             self.script.append(Scripted(status, error_body(code, message or f"error {code}"), headers))
 
-    def answer_next(self, status: int, body: Any, delay_s: float = 0.0) -> None:
-        self.script.append(Scripted(status, body, delay_s=delay_s))
+    def answer_next(self, status: int, body: Any, delay_s: float = 0.0, trickle_s: float = 0.0) -> None:
+        self.script.append(Scripted(status, body, delay_s=delay_s, trickle_s=trickle_s))
 
     def wait_for_calls(self, count: int, timeout: float = 20.0) -> None:
         with self._lock:
@@ -141,7 +144,7 @@ class FakeKling:
         parsed = urlparse(req.path)
         params = {k: v[0] for k, v in parse_qs(parsed.query).items()}
         auth = req.headers.get("Authorization")
-        status, body, headers, delay = self._answer(parsed.path, params, auth)
+        status, body, headers, delay, trickle = self._answer(parsed.path, params, auth)
         if self.gate is not None and status == 200:
             self.gate.wait(30)
         if delay:
@@ -153,9 +156,20 @@ class FakeKling:
         for k, v in headers.items():
             req.send_header(k, v)
         req.end_headers()
-        req.wfile.write(payload)
+        if not trickle:
+            req.wfile.write(payload)
+            return
+        for i in range(len(payload)):
+            try:
+                req.wfile.write(payload[i : i + 1])
+                req.wfile.flush()
+            except OSError:
+                return  # the client gave up and hung up
+            time.sleep(trickle)
 
-    def _answer(self, path: str, params: dict[str, str], auth: str | None) -> tuple[int, Any, dict[str, str], float]:
+    def _answer(
+        self, path: str, params: dict[str, str], auth: str | None
+    ) -> tuple[int, Any, dict[str, str], float, float]:
         with self._lock:
             now = time.monotonic()
             too_soon = now - self._last_request < self.qps_interval_s
@@ -171,13 +185,13 @@ class FakeKling:
         if too_soon:
             body = error_body(1302, "rate limit exceeded")
             record(429, body)
-            return 429, body, {}, 0.0
+            return 429, body, {}, 0.0, 0.0
         if scripted is not None:
             record(scripted.status, scripted.body)
-            return scripted.status, scripted.body, scripted.headers, scripted.delay_s
+            return scripted.status, scripted.body, scripted.headers, scripted.delay_s, scripted.trickle_s
         status, body = self._costs(path, params, auth)
         record(status, body)
-        return status, body, {}, self.delay_s
+        return status, body, {}, self.delay_s, 0.0
 
     def _costs(self, path: str, params: dict[str, str], auth: str | None) -> tuple[int, Any]:
         if path != "/account/costs":
