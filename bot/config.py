@@ -64,12 +64,14 @@ class Settings:
         need_slack: bool = False,
         need_slack_requests: bool | None = None,
         need_digest_channel: bool = False,
+        demo_hint: bool = False,
     ) -> Settings:
         """Read settings; raise `ConfigError` naming every missing or invalid one.
 
         `need_kling` / `need_slack` say which credentials this command cannot run without;
         `need_slack_requests` (default: as `need_slack`) whether it receives requests from
-        Slack, and so needs the signing secret or the app token.
+        Slack, and so needs the signing secret or the app token. `demo_hint`: the command has
+        a --demo, so missing Kling keys can suggest it.
         """
         if need_slack_requests is None:
             need_slack_requests = need_slack
@@ -112,7 +114,7 @@ class Settings:
             elif need_kling and not access:
                 problems.append(
                     "Kling credentials are missing: set KLING_ACCESS_KEY and KLING_SECRET_KEY, "
-                    "or KLING_API_KEY (or use --demo to try the bot without keys)"
+                    "or KLING_API_KEY" + (" (or use --demo to try the bot without keys)" if demo_hint else "")
                 )
 
         bot_token, signing_secret = text("SLACK_BOT_TOKEN"), text("SLACK_SIGNING_SECRET")
@@ -168,6 +170,13 @@ class Settings:
         if not re.match(r"^(sqlite|postgres(ql)?)(\+\w+)?://", database_url):
             problems.append("DATABASE_URL must start with sqlite:/// or postgresql:// (default sqlite:///kling-bot.db)")
             database_url = DEFAULT_DATABASE_URL
+        else:
+            try:
+                urlparse(database_url).port  # noqa: B018  (raises on a port that is not a number in range)
+            except ValueError:
+                # Never echo the URL: it may hold a password.
+                problems.append("DATABASE_URL has an invalid port: use a number from 1 to 65535, e.g. :5432")
+                database_url = DEFAULT_DATABASE_URL
 
         digest_channel = channel("DIGEST_CHANNEL")
         if need_digest_channel and not digest_channel and "DIGEST_CHANNEL" not in " ".join(problems):

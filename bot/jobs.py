@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.alerting import CheckReport, compose_digest, digest_key, queue_digest, run_check
 from bot.kling.cache import Snapshot
+from bot.kling.errors import KlingError
 from bot.notify import DeliveryReport, Notifier, notifier_client
 from bot.services import Services
 from bot.store.db import Store
@@ -37,9 +38,14 @@ class Jobs:
         """Jobs on the services' store, sending with a Slack client of their own."""
         if services.store is None:
             raise ValueError("the jobs need the database: build the services with_store=True")
-        return cls(
-            services, services.store, Notifier(services.store, notifier_client(services.settings), services.clock)
+        allowed = services.settings.allowed_users
+        notifier = Notifier(
+            services.store,
+            notifier_client(services.settings),
+            services.clock,
+            may_receive_dm=lambda user: not allowed or user in allowed,
         )
+        return cls(services, services.store, notifier)
 
     def __init__(self, services: Services, store: Store, notifier: Notifier) -> None:
         self.services = services
@@ -47,6 +53,10 @@ class Jobs:
         self.notifier = notifier
         self.settings = services.settings
         self.clock = services.clock
+        # What the last check could not do, for the CLI to report: Kling's error when it
+        # could not be asked, and the delivery pass that ended it.
+        self.last_kling_error: KlingError | None = None
+        self.last_delivery: DeliveryReport | None = None
 
     def check(self) -> CheckReport | None:
         """One poll: ask Kling, owe warnings and DMs for what changed, send what is owed.
@@ -56,6 +66,7 @@ class Jobs:
         """
         snapshot = self.services.balances.get(refresh=True)
         report: CheckReport | None = None
+        self.last_kling_error = snapshot.error if snapshot.stale else None
         if snapshot.stale:
             reason = snapshot.error.describe() if snapshot.error else "unknown"
             log.warning("Check skipped: Kling could not be asked (%s); nothing is decided on old data", reason)
@@ -73,6 +84,7 @@ class Jobs:
         report = self.notifier.deliver_due()
         if report.sent or report.failed:
             log.info("Outbox: %d sent, %d still owed after failing", len(report.sent), len(report.failed))
+        self.last_delivery = report
         return report
 
     def digest(self) -> DigestOutcome:

@@ -8,8 +8,10 @@ claimed in the database first, so two processes on one database never both send 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from http.client import HTTPException
 from typing import Any
 from urllib.error import URLError
 
@@ -40,7 +42,12 @@ BATCH_FROM = 3
 @dataclass
 class DeliveryReport:
     sent: list[str] = field(default_factory=list)
+    # key -> the reason it failed this time (it stays owed).
     failed: dict[str, str] = field(default_factory=dict)
+    # Of those, the ones that waiting will not fix: key -> what a person must do.
+    needs_fix: dict[str, str] = field(default_factory=dict)
+    # Deliberately not sent (e.g. a DM to someone no longer allowed): key -> why.
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def retry_delay_s(attempts: int, retry_after_s: float = 0.0) -> float:
@@ -48,11 +55,49 @@ def retry_delay_s(attempts: int, retry_after_s: float = 0.0) -> float:
     return max(retry_after_s, min(MAX_RETRY_DELAY_S, 30.0 * 2 ** max(0, attempts)))
 
 
+# Slack errors that clear by themselves; every other error needs a person (see `slack_fix`).
+TRANSIENT_SLACK_ERRORS = frozenset(
+    {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+
+def slack_fix(error: str, target: str, *, to_user: bool) -> str | None:
+    """What a person must do about a Slack error that waiting will not fix; None if it will
+    clear by itself. `error` is the outbox's `last_error` ("Slack: not_in_channel")."""
+    code = error.removeprefix("Slack: ").strip()
+    if not error.startswith("Slack: ") or code in TRANSIENT_SLACK_ERRORS or code.isdigit():
+        return None
+    where = f"user {target}" if to_user else f"channel {target}"
+    if code in ("not_in_channel", "channel_not_found") and not to_user:
+        return (
+            f"the bot cannot post in {where}: invite it there with /invite @Kling Balance, or check the channel ID "
+            "in ALERT_CHANNEL / DIGEST_CHANNEL"
+        )
+    if code in ("is_archived", "channel_is_archived"):
+        return f"{where} is archived: unarchive it or set another channel"
+    if code in ("invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"):
+        return "Slack rejected SLACK_BOT_TOKEN: copy the Bot User OAuth Token from the app's OAuth & Permissions page"
+    if code == "missing_scope":
+        return "the Slack app lacks a permission: reinstall it with the scopes in manifest.yml"
+    if code in ("user_not_found", "user_disabled", "cannot_dm_bot", "channel_not_found") and to_user:
+        return f"{where} cannot be sent a DM (left the workspace?): their subscriptions stay until removed"
+    return f"Slack refused the message ({code}): see the bot's logs"
+
+
 class Notifier:
-    def __init__(self, store: Store, client: WebClient, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        client: WebClient,
+        clock: Clock,
+        *,
+        may_receive_dm: Callable[[str], bool] = lambda _user: True,
+    ) -> None:
         self._store = store
         self._client = client
         self._clock = clock
+        # Access rules hold when a DM is sent, not only when it was subscribed.
+        self._may_receive_dm = may_receive_dm
         self._last_post: dict[str, float] = {}
         self._dm_channels: dict[str, str] = {}
 
@@ -60,28 +105,55 @@ class Notifier:
         report = DeliveryReport()
         with self._store.transaction() as tx:
             rows = tx.claim_due(self._clock.now(), lease_ms=CLAIM_LEASE_MS, limit=limit)
+        rows = self._skip_unwanted(rows, report)
         started = self._clock.monotonic()
         messages = self._messages(rows)
-        for index, (rows_in_message, payload) in enumerate(messages):
-            if self._clock.monotonic() - started > SEND_WITHIN_S:
-                left = [row.id for group, _ in messages[index:] for row in group]
-                log.warning("Delivery pass ran long; %d notification(s) handed back for the next pass", len(left))
+        done = 0
+        try:
+            for rows_in_message, payload in messages:
+                if self._clock.monotonic() - started > SEND_WITHIN_S:
+                    log.warning("Delivery pass ran long; the rest is handed back for the next pass")
+                    break
+                self._send(rows_in_message, payload, report)
+                done += 1
+        finally:
+            # Whatever was not tried (a long pass, or an error that escaped) goes back at once
+            # instead of staying claimed until the lease lapses.
+            left = [row.id for group, _ in messages[done:] for row in group]
+            if left:
                 with self._store.transaction() as tx:
                     tx.release(left)
-                break
-            try:
-                ts = self._post(rows_in_message[0], payload)
-            except SlackApiError as exc:
-                retry_after = _retry_after(exc)
-                error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-                self._failed(rows_in_message, f"Slack: {error or exc.response.status_code}", retry_after, report)
-            except (TimeoutError, URLError, OSError) as exc:
-                self._failed(rows_in_message, f"network: {type(exc).__name__}", 0.0, report)
-            else:
-                with self._store.transaction() as tx:
-                    tx.mark_sent([row.id for row in rows_in_message], self._clock.now(), ts)
-                report.sent.extend(row.key for row in rows_in_message)
         return report
+
+    def _send(self, rows: list[OutboxRow], payload: dict[str, Any], report: DeliveryReport) -> None:
+        try:
+            ts = self._post(rows[0], payload)
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+            self._failed(rows, f"Slack: {code or status}", _retry_after(exc), report)
+        except (TimeoutError, URLError, OSError, HTTPException) as exc:
+            # HTTPException covers an answer cut off mid-body (IncompleteRead): transient.
+            self._failed(rows, f"network: {type(exc).__name__}", 0.0, report)
+        except Exception as exc:  # a bug must not stop the pass nor leave rows claimed
+            log.exception("Unexpected error sending %s", rows[0].key)
+            self._failed(rows, f"unexpected: {type(exc).__name__}", 0.0, report)
+        else:
+            with self._store.transaction() as tx:
+                tx.mark_sent([row.id for row in rows], self._clock.now(), ts)
+            report.sent.extend(row.key for row in rows)
+
+    def _skip_unwanted(self, rows: list[OutboxRow], report: DeliveryReport) -> list[OutboxRow]:
+        unwanted = [row for row in rows if row.target_is_user and not self._may_receive_dm(row.target)]
+        if not unwanted:
+            return rows
+        reason = "not sent: the user is no longer allowed to see balances (KLING_ALLOWED_USERS)"
+        with self._store.transaction() as tx:
+            tx.mark_skipped([row.id for row in unwanted], self._clock.now(), reason)
+        for row in unwanted:
+            log.info("DM %s to %s %s", row.key, row.target, reason)
+            report.skipped[row.key] = reason
+        return [row for row in rows if row not in unwanted]
 
     def _messages(self, rows: list[OutboxRow]) -> list[tuple[list[OutboxRow], dict[str, Any]]]:
         """One message per row, except warnings or DMs piling up for one channel or person:
@@ -129,14 +201,25 @@ class Notifier:
         self._last_post[channel] = self._clock.monotonic()
 
     def _failed(self, rows: list[OutboxRow], error: str, retry_after_s: float, report: DeliveryReport) -> None:
+        # Every failure stays owed and is retried on the same backing-off schedule, so the
+        # pass after someone fixes the cause (invites the bot, say) delivers it unasked.
         delay = retry_delay_s(rows[0].attempts, retry_after_s)
         retry_at = self._clock.now() + timedelta(seconds=delay)
         keys = ", ".join(row.key for row in rows[:3]) + (f" and {len(rows) - 3} more" if len(rows) > 3 else "")
-        log.warning("Could not send %s (%s); still owed, next try in %.0f s", keys, error, delay)
+        fix = slack_fix(error, rows[0].target, to_user=rows[0].target_is_user)
+        if fix is None:
+            log.warning("Could not send %s (%s); still owed, next try in %.0f s", keys, error, delay)
+        elif rows[0].last_error != error:
+            # Said once, loudly, when the error first appears; quieter on later tries.
+            log.error("Could not send %s (%s): %s. It stays owed and is retried.", keys, error, fix)
+        else:
+            log.info("Still cannot send %s (%s); next try in %.0f s", keys, error, delay)
         with self._store.transaction() as tx:
             tx.mark_failed([row.id for row in rows], error, retry_at)
         for row in rows:
             report.failed[row.key] = error
+            if fix is not None:
+                report.needs_fix[row.key] = fix
 
 
 def _retry_after(exc: SlackApiError) -> float:

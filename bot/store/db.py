@@ -124,6 +124,7 @@ class OutboxRow:
     target_is_user: bool
     payload: dict[str, Any]
     attempts: int
+    last_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +159,8 @@ class Store:
                     continue
                 s.MIGRATIONS[index](tx.conn)
                 tx.set_meta("schema_version", str(index + 1))
-                log.info("Database schema migrated to version %d", index + 1)
+                # A new database is no news; an upgrade of one in use is.
+                (log.info if version else log.debug)("Database schema migrated to version %d", index + 1)
         return s.SCHEMA_VERSION
 
     @contextmanager
@@ -376,6 +378,7 @@ class Tx:
                 bool(r["target_is_user"]),
                 json.loads(r["payload"]),
                 r["attempts"],
+                r["last_error"],
             )
             for r in rows
         ]
@@ -408,6 +411,49 @@ class Tx:
                 last_error=error[:1000],
             )
         )
+
+    def mark_skipped(self, row_ids: Sequence[int], now: datetime, reason: str) -> None:
+        """Done without sending, on purpose; kept (with the reason) like a sent row."""
+        self.conn.execute(
+            update(s.outbox)
+            .where(s.outbox.c.id.in_(list(row_ids)))
+            .values(sent_at=to_ms(now), claimed_until=None, skipped_reason=reason[:1000])
+        )
+
+    def payload_texts(self, keys: Sequence[str]) -> list[str]:
+        """The fallback text of these notifications, in the order given."""
+        found = self.conn.execute(select(s.outbox.c.key, s.outbox.c.payload).where(s.outbox.c.key.in_(list(keys))))
+        rows = {key: payload for key, payload in found}
+        return [json.loads(rows[k]).get("text", "") for k in keys if k in rows]
+
+    def outbox_status(self, key: str) -> dict[str, Any] | None:
+        """One notification's state: {"sent_at", "skipped_reason", "last_error", "attempts", "target"}."""
+        row = (
+            self.conn.execute(
+                select(
+                    s.outbox.c.sent_at,
+                    s.outbox.c.skipped_reason,
+                    s.outbox.c.last_error,
+                    s.outbox.c.attempts,
+                    s.outbox.c.target,
+                    s.outbox.c.target_is_user,
+                ).where(s.outbox.c.key == key)
+            )
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    def failing(self) -> list[dict[str, Any]]:
+        """Owed notifications whose last attempt failed, grouped: {target, target_is_user, error, count}."""
+        rows = self.conn.execute(
+            select(s.outbox.c.target, s.outbox.c.target_is_user, s.outbox.c.last_error, func.count())
+            .where(s.outbox.c.sent_at.is_(None), s.outbox.c.last_error.is_not(None))
+            .group_by(s.outbox.c.target, s.outbox.c.target_is_user, s.outbox.c.last_error)
+        )
+        return [
+            {"target": t, "target_is_user": bool(u), "error": e, "count": int(n)} for t, u, e, n in rows
+        ]
 
     def outbox_counts(self) -> dict[str, int]:
         sent = self.conn.execute(select(func.count()).where(s.outbox.c.sent_at.is_not(None))).scalar() or 0

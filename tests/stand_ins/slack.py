@@ -31,6 +31,8 @@ class Failure:
     status: int
     error: str | None
     retry_after: int | None
+    # Send a 200 whose body is cut off mid-way (the connection closes early).
+    cut_off: bool = False
 
 
 class _Server(ThreadingHTTPServer):
@@ -89,8 +91,9 @@ class FakeSlack:
         status: int = 200,
         error: str | None = None,
         retry_after: int | None = None,
+        cut_off: bool = False,
     ) -> None:
-        self.failures[method] = Failure(times, status, error, retry_after)
+        self.failures[method] = Failure(times, status, error, retry_after, cut_off)
 
     def calls_to(self, method: str) -> list[dict[str, Any]]:
         with self._cond:
@@ -124,6 +127,15 @@ class FakeSlack:
         else:
             status, body, headers = 404, {"ok": False, "error": "not_found"}, {}
         payload = json.dumps(body).encode()
+        if headers.pop("X-Cut-Off", None):
+            req.send_response(200)
+            req.send_header("Content-Type", "application/json; charset=utf-8")
+            req.send_header("Content-Length", str(len(payload) + 100))
+            req.end_headers()
+            req.wfile.write(payload[: len(payload) // 2])
+            req.wfile.flush()
+            req.close_connection = True
+            return
         req.send_response(status)
         req.send_header("Content-Type", "application/json; charset=utf-8")
         req.send_header("Content-Length", str(len(payload)))
@@ -148,6 +160,8 @@ class FakeSlack:
                 failure.times -= 1
                 self.calls.append(ApiCall(method, {**args, "_failed": True}))
                 headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
+                if failure.cut_off:
+                    return 200, {"ok": True, "channel": args.get("channel"), "ts": "1.2"}, {"X-Cut-Off": "1"}
                 if failure.status == 429:
                     return 429, {"ok": False, "error": "ratelimited"}, headers
                 return failure.status, {"ok": False, "error": failure.error or "internal_error"}, headers
