@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # Housekeeping, once a day: notifications sent more than KEEP_SENT ago are forgotten, and
 # snapshots older than any digest or trend would look at.
 PRUNE_EVERY = timedelta(days=1)
+# Less history than this is none: "used 0 since a minute ago" says nothing.
+HISTORY_MIN = timedelta(minutes=5)
 # Family names in subscription states: up to this long as they are, hashed beyond.
 FAMILY_KEY_LIMIT = 200
 KEEP_SENT = timedelta(days=90)
@@ -146,6 +148,10 @@ def compose_digest(
 ) -> dict[str, object]:
     last_ms = tx.get_meta("last_digest_at")
     since = (from_ms(int(last_ms)) if last_ms else None) or now - timedelta(days=1)
+    # Usage is known only from the first poll on; within a minute of it there is none.
+    baseline_ms = tx.get_meta("baseline_at")
+    history_from = from_ms(int(baseline_ms)) if baseline_ms else None
+    has_history = history_from is not None and now - history_from >= HISTORY_MIN
     before = tx.remaining_since(since)
     used: dict[str, float] = {}
     for pack in packs:
@@ -174,6 +180,8 @@ def compose_digest(
         digest_time=settings.digest_time,
         stale_note=stale_note,
         any_packs=bool(packs),
+        history_from=history_from,
+        has_history=has_history,
     )
     return digest_message(data)
 

@@ -64,7 +64,7 @@ class Jobs:
         Raises `KlingError` when Kling cannot be asked and nothing earlier is known. With only
         a stale answer, nothing is decided: stale data must not fire or re-arm alerts.
         """
-        snapshot = self.services.balances.get(refresh=True)
+        snapshot = self.services.balances.get(refresh=True, wait_s=None)
         report: CheckReport | None = None
         self.last_kling_error = snapshot.error if snapshot.stale else None
         if snapshot.stale:
@@ -89,12 +89,12 @@ class Jobs:
 
     def digest(self) -> DigestOutcome:
         """Owe today's digest (once per local day) and send it."""
-        snapshot = self.services.balances.get(refresh=True)
+        snapshot = self.services.balances.get(refresh=True, wait_s=None)
         return self._queue_digest(snapshot, deliver=True)
 
     def digest_payload(self) -> dict[str, Any]:
         """The digest as it would be posted now, posting nothing (`digest --dry-run`)."""
-        snapshot = self.services.balances.get(refresh=True)
+        snapshot = self.services.balances.get(refresh=True, wait_s=None)
         with self.store.transaction() as tx:
             # compose_digest only reads: nothing is owed or recorded by a dry run.
             message = compose_digest(

@@ -170,3 +170,27 @@ def test_digest_with_many_packs_stays_within_limits(berlin: World) -> None:
     [post] = berlin.posts(DIGEST)
     assert_valid_message(post)
     assert "more families" in all_text(post)
+
+
+def test_first_digest_without_history_says_there_is_none(berlin: World) -> None:
+    """A digest before any history (no poll yet, or seconds after the first) says so instead of "used 0 in 24 h"."""
+    berlin.set_time(datetime(2026, 3, 28, 8, 0, 30, tzinfo=UTC))
+    berlin.jobs.digest()  # its own poll is the first: no history
+    [post] = berlin.posts(DIGEST)
+    text = all_text(post)
+    assert "no history yet" in text and "in the last 24 h" not in text and "used 0" not in text
+
+
+def test_digest_with_minutes_of_history_says_what_it_covers(berlin: World) -> None:
+    """With history starting 25 minutes before, usage is "since <that time>", never "in the last 24 h"."""
+    berlin.set_time(datetime(2026, 3, 28, 7, 35, tzinfo=UTC))
+    berlin.jobs.check()
+    now = berlin.clock.now()
+    berlin.kling.packs = [make_pack("Video Generation - A", total=10000, remaining=7735, pack_id="a", now=now)]
+    berlin.set_time(datetime(2026, 3, 28, 8, 0, 30, tzinfo=UTC))
+    berlin.jobs.digest()
+    [post] = berlin.posts(DIGEST)
+    text = all_text(post)
+    assert "in the last 24 h" not in text
+    assert "since <!date^" + str(int(datetime(2026, 3, 28, 7, 35, tzinfo=UTC).timestamp())) in text
+    assert "when the bot started watching" in text

@@ -118,7 +118,12 @@ class PackCache:
             packs = self._fetch()
         except KlingError as exc:
             self._last_failure = (self._clock.monotonic(), exc)
-            log.warning("Kling balance refresh failed: %s", exc.describe())
+            if self._last_good is not None:
+                log.warning("Kling balance refresh failed, serving the last answer: %s", exc.describe())
+            else:
+                # The caller gets the error and reports it (the CLI prints it, the scheduler
+                # and listeners log it); saying it here too would say it twice.
+                log.debug("Kling balance refresh failed: %s", exc.describe())
             return self._stale_or_raise(exc)
         snapshot = Snapshot(packs=tuple(packs), fetched_at=self._clock.now())
         self._fresh[_KEY] = snapshot

@@ -84,11 +84,9 @@ def _fallback_line(total: FamilyTotal) -> str:
 def stale_note(snapshot: Snapshot, now: datetime) -> str | None:
     if not snapshot.stale:
         return None
-    reason = snapshot.error.describe() if snapshot.error else "the refresh failed"
-    return (
-        f":warning: Kling could not be asked just now ({mrkdwn_escape(reason)}). "
-        f"These balances are from *{age(snapshot.age(now))} ago*."
-    )
+    # What happened in words for people; hosts, codes and settings stay in the logs.
+    reason = snapshot.error.public_message if snapshot.error else "Kling could not be asked just now."
+    return f":warning: {mrkdwn_escape(reason)} These balances are from *{age(snapshot.age(now))} ago*."
 
 
 def _footer(snapshot: Snapshot, now: datetime, *, include_inactive: bool, hidden_inactive: int) -> str:
@@ -163,8 +161,8 @@ def balance_message(
 def _empty_text(snapshot: Snapshot, *, name_filter: str, hidden_inactive: int) -> str:
     if not snapshot.packs:
         return (
-            "Kling reports no resource packs bought in the look-back window. Buy a pack in the Kling "
-            "console, or raise KLING_LOOKBACK_DAYS if yours were bought earlier."
+            "Kling reports no resource packs bought in the period the bot looks back over. Buy a pack in "
+            "the Kling console; if yours were bought earlier, ask whoever runs the bot to look further back."
         )
     if name_filter.strip():
         if hidden_inactive:
@@ -184,17 +182,15 @@ def _empty_text(snapshot: Snapshot, *, name_filter: str, hidden_inactive: int) -
 
 
 def error_message(error: KlingError) -> Message:
-    text = (
-        f":warning: Couldn't get balances from Kling: {mrkdwn_escape(error.describe())}\n"
-        f"{mrkdwn_escape(error.advice, keep_markup=True)}"
-    )
+    # End users get what happened and what they can do; the details are logged by the caller.
+    text = f":warning: Couldn't get balances from Kling. {mrkdwn_escape(error.public_message)}"
     return {"text": plain(text), "blocks": [section(clip(text, SECTION_TEXT_LIMIT))]}
 
 
 def refusal_message() -> Message:
     text = (
         "Sorry, Kling balances are restricted to certain people or channels here. "
-        "Ask whoever runs the bot to add you (KLING_ALLOWED_USERS / KLING_ALLOWED_CHANNELS)."
+        "Ask whoever runs the bot to add you."
     )
     return {"text": plain(text), "blocks": [section(text)]}
 

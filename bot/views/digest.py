@@ -34,6 +34,10 @@ class DigestData:
     digest_time: time
     stale_note: str | None = None
     any_packs: bool = True
+    # Where the usage history starts, when later than `since` (the bot has been watching for
+    # less than the period); None when there is no history at all yet.
+    history_from: datetime | None = None
+    has_history: bool = True
 
 
 def _listed(lines: list[str], what: str) -> str:
@@ -43,6 +47,15 @@ def _listed(lines: list[str], what: str) -> str:
     return "\n".join(shown)
 
 
+def _period(data: DigestData) -> str:
+    """What the usage figures cover, said honestly: never "24 h" from a few minutes of history."""
+    if data.history_from is not None and data.history_from > data.since:
+        return f"since {slack_date(data.history_from)}, when the bot started watching"
+    if data.first:
+        return "in the last 24 h"
+    return f"since the last digest ({relative(data.since, data.now)})"
+
+
 def digest_message(data: DigestData) -> dict[str, Any]:
     local = data.now.astimezone(ZoneInfo(data.zone_name))
     blocks: list[dict[str, Any]] = [header(f"Kling daily digest: {local:%a %d %b %Y}")]
@@ -50,16 +63,15 @@ def digest_message(data: DigestData) -> dict[str, Any]:
     if data.stale_note:
         blocks.append(section(f":warning: {mrkdwn_escape(data.stale_note)}"))
 
-    period = "in the last 24 h" if data.first else f"since the last digest ({relative(data.since, data.now)})"
+    period = _period(data)
     if data.usage:
         lines = []
         for row in data.usage:
             line = family_line(row.total, data.now)
-            line += f"\n      used {quantity(row.used)} {period}"
+            used = f"used {quantity(row.used)} {period}" if data.has_history else "usage: no history yet"
+            line += f"\n      {used}"
             lines.append(line)
-            fallback.append(
-                f"{mrkdwn_escape(row.total.family)}: {quantity(row.total.remaining)} left, used {quantity(row.used)}"
-            )
+            fallback.append(f"{mrkdwn_escape(row.total.family)}: {quantity(row.total.remaining)} left, {used}")
         blocks.append(section("*Balances*\n" + _listed(lines, "families")))
     elif data.any_packs:
         blocks.append(section("*Balances*\nNo active packs: everything has expired or been used up."))
