@@ -208,3 +208,36 @@ def test_long_ids_and_names_behave_the_same_on_every_database(world: World) -> N
     assert_valid_message(post)
     [dm] = world.dms("U_ALICE")
     assert_valid_message(dm)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("subscribe 20 % for Video", "below 20%"), ("subscribe 500 units", "below 500 units"), ("sub 1,500 unit", "1,500")],
+)
+def test_thresholds_with_a_space_or_the_word_units_are_understood(world: World, text: str, expected: str) -> None:
+    """`20 %` and `500 units` are one threshold each, as the help teaches, not "more than one threshold"."""
+    world.kling.packs = [make_pack("Video Generation - A", total=1000, remaining=900, pack_id="u1")]
+    world.check()
+    reply = all_text(world.command(text))
+    assert "I'll DM you" in reply and expected in reply
+
+
+def test_an_ambiguous_family_lists_the_matches(world: World) -> None:
+    """`for gen` matching two families says it is ambiguous and names both; nothing is saved."""
+    world.kling.packs = [
+        make_pack("Video Generation - A", pack_id="m1"),
+        make_pack("Image Generation - B", pack_id="m2"),
+        make_pack("Lip Sync - C", pack_id="m3"),
+    ]
+    world.check()
+    reply = all_text(world.command("subscribe 20% for gen"))
+    assert "matches 2 families" in reply and "Video Generation" in reply and "Image Generation" in reply
+    assert "Lip Sync" not in reply and "Nothing was saved" in reply
+
+
+def test_subscribing_while_kling_is_down_says_the_family_was_not_checked(world: World) -> None:
+    """With Kling unreachable, `subscribe` saves the threshold and says it could not check the family."""
+    world.kling.fail_next(50, 503, 5001, "maintenance")
+    reply = all_text(world.command("subscribe 20% for video"))
+    assert "could not be asked" in reply and "whether that family exists" in reply
+    assert "Checked against Kling" not in reply
