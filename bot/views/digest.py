@@ -71,7 +71,12 @@ def digest_message(data: DigestData) -> dict[str, Any]:
             used = f"used {quantity(row.used)} {period}" if data.has_history else "usage: no history yet"
             line += f"\n      {used}"
             lines.append(line)
-            fallback.append(f"{mrkdwn_escape(row.total.family)}: {quantity(row.total.remaining)} left, {used}")
+            left = (
+                f"{quantity(row.total.remaining)} left"
+                if row.total.online_packs
+                else f"nothing active yet (+{quantity(row.total.pending_remaining)} not yet active)"
+            )
+            fallback.append(f"{mrkdwn_escape(row.total.family)}: {left}, {used}")
         blocks.append(section("*Balances*\n" + _listed(lines, "families")))
     elif data.any_packs:
         blocks.append(section("*Balances*\nNo active packs: everything has expired or been used up."))
