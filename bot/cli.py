@@ -8,8 +8,11 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Mapping, Sequence
+from types import FrameType
 from typing import TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import __version__
 from bot.config import ConfigError, Settings
 from bot.kling.errors import KlingError
+from bot.logs import setup_logging
 from bot.services import Services, build_services
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -133,13 +137,8 @@ def main(
     except ConfigError as exc:
         print(f"kling-bot: {exc}", file=stderr)
         return EXIT_CONFIG
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=stderr
-    )
-    if settings.log_level != "DEBUG":
-        # httpx logs every request and APScheduler every job run at INFO: noise, not news.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Every handler redacts response URLs, Socket Mode tickets and tokens (bot.logs).
+    setup_logging(settings.log_level, stderr)
     if args.command == "balance":
         return _balance(settings, args, stdout, stderr)
     identity: dict[str, object] = {}
@@ -257,20 +256,50 @@ def _digest(services: Services, args: argparse.Namespace, stdout: TextIO, stderr
     return EXIT_OK
 
 
-def _worker(services: Services) -> int:
+def _worker(services: Services, stderr: TextIO | None = None) -> int:
     from bot.jobs import Jobs
     from bot.scheduler import blocking_scheduler
 
     scheduler = blocking_scheduler(Jobs.for_services(services), services.settings)
     log.info(_schedule_summary(services.settings))
+    stop = _Stop()
     try:
         with contextlib.suppress(KeyboardInterrupt):
             scheduler.start()
     finally:
+        stop.stopping()
         # Let a check that is running finish its transaction before the database closes.
         if scheduler.running:
             scheduler.shutdown(wait=True)
+        stop.restore()
+    print(f"kling-bot worker stopped ({stop.reason})", file=stderr or sys.stderr)
     return EXIT_OK
+
+
+class _Stop:
+    """SIGTERM (docker stop, systemd, Heroku) stops `serve` and `worker` the way Ctrl-C does:
+    as a KeyboardInterrupt in the main thread, so running work finishes and the exit is 0."""
+
+    def __init__(self) -> None:
+        self.reason = "Ctrl-C"
+        self._stopping = False
+        self._previous: object = None
+        if threading.current_thread() is threading.main_thread():  # signals only go there
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        # A second signal while stopping must not interrupt the clean stop itself.
+        if not self._stopping:
+            self._stopping = True
+            self.reason = "SIGTERM"
+            raise KeyboardInterrupt
+
+    def stopping(self) -> None:
+        self._stopping = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)  # type: ignore[arg-type]
 
 
 def _schedule_summary(settings: Settings) -> str:
@@ -289,7 +318,7 @@ def _slack_identity(settings: Settings, stderr: TextIO) -> dict[str, object] | i
     from slack_sdk.errors import SlackApiError
 
     try:
-        return dict(WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url).auth_test().data)
+        identity = dict(WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url).auth_test().data)
     except SlackApiError as exc:
         error = exc.response.get("error", "unknown error")
         print(
@@ -303,36 +332,85 @@ def _slack_identity(settings: Settings, stderr: TextIO) -> dict[str, object] | i
     except Exception as exc:  # network errors from urllib
         print(f"kling-bot: could not reach Slack at {settings.slack_api_url} ({type(exc).__name__}).", file=stderr)
         return EXIT_FAILED
+    if settings.socket_mode and (problem := _app_token_problem(settings)) is not None:
+        message, code = problem
+        print(f"kling-bot: {message}", file=stderr)
+        return code
+    return identity
 
 
-def _serve(services: Services, args: argparse.Namespace, identity: dict[str, object]) -> int:
+def _app_token_problem(settings: Settings) -> tuple[str, int] | None:
+    """What is wrong with SLACK_APP_TOKEN and the exit code, or None. Asking for a Socket Mode
+    URL is the only check Slack offers for an app-level token (the URL is simply not used).
+    The same settings serve `serve` and `worker`, so whichever starts first says it."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        WebClient(base_url=settings.slack_api_url).apps_connections_open(app_token=settings.slack_app_token)
+    except SlackApiError as exc:
+        error = exc.response.get("error", "unknown error")
+        if error in ("invalid_auth", "not_authed", "token_revoked", "account_inactive", "not_allowed_token_type"):
+            return (
+                f"Slack rejected SLACK_APP_TOKEN ({error}). Create an app-level token (xapp-…) with the "
+                "connections:write scope under the app's 'Basic Information' → 'App-Level Tokens'.",
+                EXIT_CONFIG,
+            )
+        return f"Slack could not check SLACK_APP_TOKEN ({error}).", EXIT_FAILED
+    except Exception as exc:  # network errors from urllib
+        return f"could not reach Slack at {settings.slack_api_url} ({type(exc).__name__}).", EXIT_FAILED
+    return None
+
+
+def _serve(
+    services: Services, args: argparse.Namespace, identity: dict[str, object], stderr: TextIO | None = None
+) -> int:
+    from slack_sdk.errors import SlackApiError
+
     from bot.jobs import Jobs
     from bot.scheduler import background_scheduler
     from bot.slack.app import build_app
-    from bot.slack.server import serve_http, serve_socket_mode
+    from bot.slack.server import ListenError, http_server, serve_http, serve_socket_mode
 
+    stderr = stderr or sys.stderr
     settings = services.settings
+    app = build_app(services)
+    server = None
+    if not settings.socket_mode:
+        try:
+            # Take the port before anything starts, so a taken port stops everything at once.
+            server = http_server(app, host=args.host, port=settings.port)
+        except ListenError as exc:
+            print(f"kling-bot: {exc}", file=stderr)
+            return EXIT_FAILED
     log.info(
         "Connected to Slack workspace %s as %s%s",
         identity.get("team"),
         identity.get("user"),
         " (demo data)" if args.demo else "",
     )
-    app = build_app(services)
+    stop = _Stop()
     scheduler = None
-    if not args.web_only:
-        scheduler = background_scheduler(Jobs.for_services(services), settings)
-        scheduler.start()
-        log.info(_schedule_summary(settings))
     try:
-        if settings.socket_mode:
-            serve_socket_mode(app, settings.slack_app_token)
+        if not args.web_only:
+            scheduler = background_scheduler(Jobs.for_services(services), settings)
+            scheduler.start()
+            log.info(_schedule_summary(settings))
+        if server is not None:
+            serve_http(server)  # returns on Ctrl-C / SIGTERM
         else:
-            serve_http(app, host=args.host, port=settings.port)
+            serve_socket_mode(app, settings.slack_app_token)
     except KeyboardInterrupt:
         pass
+    except (SlackApiError, OSError) as exc:  # Socket Mode's first connection, after the check passed
+        reason = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+        print(f"kling-bot: could not connect to Slack over Socket Mode ({reason}).", file=stderr)
+        return EXIT_FAILED
     finally:
+        stop.stopping()
         if scheduler is not None:
             # Let a check that is running finish its transaction before the database closes.
             scheduler.shutdown(wait=True)
+        stop.restore()
+    print(f"kling-bot serve stopped ({stop.reason})", file=stderr)
     return EXIT_OK

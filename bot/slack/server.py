@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
-from waitress.server import create_server
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -18,11 +25,38 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 # Request threads only verify, ack and return: a handful serve many concurrent commands.
 HTTP_THREADS = 16
-# waitress's default of 100 open connections counts its own sockets too; a proxy or Slack
-# holding ~100 keep-alive connections would then leave new commands unacked past 3 s.
-CONNECTION_LIMIT = 1000
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What any one client can hold of the HTTP server. Slack sends small requests, promptly,
+    and gives up on its own after 3 s, so anything far outside that is dropped."""
+
+    # Slack's payloads are a few KB. waitress answers 413 from the Content-Length header
+    # (or as a chunked body passes the limit) without reading or buffering the body.
+    max_body_bytes: int = 1 << 20
+    max_header_bytes: int = 64 << 10
+    # waitress stops accepting at this many open sockets; further connections wait in the
+    # listen backlog until one closes. Well under the usual 1,024 open-files limit, so
+    # the database, Kling and Slack clients always have descriptors left.
+    connection_limit: int = 500
+    # A keep-alive connection with no request in progress is closed after this long.
+    idle_timeout_s: int = 20
+    # A request still arriving this long after its first byte is dropped: waitress counts
+    # every trickled byte as activity, so without this a client sending a byte every few
+    # seconds (slowloris) holds its connection forever, and enough of them fill every slot.
+    request_timeout_s: float = 10.0
+    # How often both timeouts are checked.
+    check_interval_s: int = 1
+
+
+LIMITS = Limits()
+
+
+class ListenError(Exception):
+    """The HTTP port could not be opened; the message says what to do about it."""
 
 
 def wsgi_app(app: App) -> WsgiApp:
@@ -38,55 +72,94 @@ def wsgi_app(app: App) -> WsgiApp:
     return application
 
 
-def http_server(app: App, *, host: str, port: int) -> Any:
-    """A waitress server (production-grade, pure Python); port 0 picks a free port."""
-    return create_server(
-        wsgi_app(app),
-        host=host,
-        port=port,
-        threads=HTTP_THREADS,
-        connection_limit=CONNECTION_LIMIT,
-        ident="kling-balance-bot",
-    )
+class _TimedChannel(HTTPChannel):  # type: ignore[misc]
+    """Remembers when the request it is reading began (waitress only keeps the last byte's time)."""
+
+    request_started = 0.0
+    _timed: object = None
+
+    def received(self, data: bytes) -> bool:
+        result: bool = super().received(data)
+        # Runs on waitress's event-loop thread, as does `maintenance`: no lock needed.
+        if self.request is not None and self.request is not self._timed:
+            self._timed, self.request_started = self.request, time.time()
+        return result
+
+
+class BoundedServer(TcpWSGIServer):  # type: ignore[misc]
+    """waitress's TCP server, also closing connections whose request trickles in."""
+
+    channel_class = _TimedChannel
+
+    def __init__(self, application: WsgiApp, adj: Adjustments, request_timeout_s: float) -> None:
+        self.request_timeout_s = request_timeout_s
+        dispatcher = ThreadedTaskDispatcher()
+        dispatcher.set_thread_count(adj.threads)
+        super().__init__(application, map={}, dispatcher=dispatcher, adj=adj)
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # idle connections, after channel_timeout
+        cutoff = now - self.request_timeout_s
+        for channel in list(self.active_channels.values()):
+            if channel.request is not None and not channel.requests and channel.request_started < cutoff:
+                channel.will_close = True
+
+
+def http_server(app: App, *, host: str, port: int, limits: Limits = LIMITS) -> BoundedServer:
+    """A waitress server (production-grade, pure Python) bound to host:port (the first
+    address `host` resolves to); port 0 picks a free port. Raises ListenError, saying why,
+    when the port cannot be had."""
+    try:
+        adj = Adjustments(
+            host=host,
+            port=port,
+            threads=HTTP_THREADS,
+            connection_limit=limits.connection_limit,
+            channel_timeout=limits.idle_timeout_s,
+            cleanup_interval=limits.check_interval_s,
+            max_request_body_size=limits.max_body_bytes,
+            max_request_header_size=limits.max_header_bytes,
+            # select() fails outright on descriptors above 1,023; poll() has no such ceiling.
+            asyncore_use_poll=True,
+            ident="kling-balance-bot",
+        )
+        return BoundedServer(wsgi_app(app), adj, limits.request_timeout_s)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(f"port {port} is already in use: stop the other process or set PORT") from None
+        if exc.errno == errno.EACCES:
+            raise ListenError(f"no permission to listen on port {port}: use a port above 1023 or set PORT") from None
+        raise ListenError(f"could not listen on {host}:{port} ({exc.strerror or exc})") from None
 
 
 class BackgroundHttpServer:
     """The HTTP server on a thread of its own, stopped cleanly (tests, benchmarks)."""
 
-    def __init__(self, app: App, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = http_server(app, host=host, port=port)
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="http-server", daemon=True)
+    def __init__(self, app: App, *, host: str = "127.0.0.1", port: int = 0, limits: Limits = LIMITS) -> None:
+        self._server = http_server(app, host=host, port=port, limits=limits)
+        self._thread = threading.Thread(target=self._server.run, name="http-server", daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://{self._server.effective_host}:{self._server.effective_port}"
-
-    def _run(self) -> None:
-        try:
-            self._server.run()
-        except (OSError, ValueError):
-            # Closing the listening socket from another thread ends waitress's select loop
-            # with "bad file descriptor"; that is the expected way out.
-            if not self._stopping:
-                raise
 
     def start(self) -> BackgroundHttpServer:
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._stopping = True
         self._server.task_dispatcher.shutdown(timeout=5)
-        self._server.close()
+        # Sockets belong to the event loop's thread: close them all there, which also ends
+        # the loop (it runs while any socket is open).
+        self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._server._map))
         self._thread.join(timeout=5)
 
 
-def serve_http(app: App, *, host: str, port: int) -> None:
-    server = http_server(app, host=host, port=port)
+def serve_http(server: BoundedServer) -> None:
+    """Serve until Ctrl-C or SIGTERM (waitress returns from `run` on KeyboardInterrupt)."""
     log.info(
         "HTTP mode: listening on %s:%s (Slack at %s, health at %s)",
-        host,
+        server.effective_host,
         server.effective_port,
         EVENTS_PATH,
         HEALTH_PATH,

@@ -2,10 +2,11 @@
 
 `FakeSocketMode` is the Web API stand-in (`FakeSlack`, so response URLs and the bot token's
 methods work as before) that also answers `apps.connections.open` for the app-level token
-with a one-use `ws://` URL, and serves that URL with a real websocket server. Like Slack it
-greets each connection with `hello`, pushes envelopes to the newest connection, records the
-acks the app sends back, and can ask the app to reconnect (`disconnect` / `refresh_requested`),
-closing the old connection once the new one is up."""
+with a one-use `ws://` URL (like Slack, `invalid_auth` for any other app-level token), and
+serves that URL with a real websocket server. Like Slack it greets each connection with
+`hello`, pushes envelopes to the newest connection, records the acks the app sends back, and
+can ask the app to reconnect (`disconnect` / `refresh_requested`), closing the old connection
+once the new one is up."""
 
 from __future__ import annotations
 
@@ -140,7 +141,10 @@ class FakeSocketMode(FakeSlack):
                 self._ws_cond.wait(left)
 
     def _api(self, method: str, args: dict[str, Any], auth: str | None) -> tuple[int, dict[str, Any], dict[str, str]]:
-        if method != "apps.connections.open":
+        with self._cond:
+            failure = self.failures.get(method)
+            failing = failure is not None and failure.times > 0
+        if method != "apps.connections.open" or failing:  # `fail()` works here too
             return super()._api(method, args, auth)
         token = (auth or "").removeprefix("Bearer ").strip() or args.get("token", "")
         with self._cond:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
 
@@ -26,13 +26,23 @@ from bot.views.subscriptions import (
     usage_message,
 )
 
+if TYPE_CHECKING:  # bot.slack.app imports the listeners
+    from bot.slack.app import Background
+
 COMMAND = "/kling-balance"
 
 
-def balance_command(ack: Ack, command: dict[str, Any], respond: Respond, services: Services) -> None:
-    # Ack first: Slack shows `operation_timeout` if it has no HTTP 200 within 3 s, and Kling
-    # may take longer than that. Everything below answers through `response_url`.
+def balance_command(
+    ack: Ack, command: dict[str, Any], respond: Respond, services: Services, background: Background
+) -> None:
+    # Ack first and return: Slack shows `operation_timeout` without an HTTP 200 within 3 s,
+    # and Kling may take longer. The answer is worked out on the background pool (see
+    # `Background` for why) and arrives through `response_url`.
     ack()
+    background.run(lambda reply: answer_command(command, reply, services), respond, command)
+
+
+def answer_command(command: dict[str, Any], respond: Respond, services: Services) -> None:
     args = parse_command(command.get("text"))
     if isinstance(args, BalanceArgs) and args.help:
         respond(**help_message(), response_type="ephemeral")
