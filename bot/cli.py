@@ -13,17 +13,20 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from types import FrameType
-from typing import TextIO
-
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING, TextIO
 
 from bot import __version__
 from bot.config import ConfigError, Settings
 from bot.kling.errors import KlingError
 from bot.logs import setup_logging
-from bot.services import Services, build_services
+
+if TYPE_CHECKING:
+    # Imported when a command needs them: `balance` never loads SQLAlchemy or Slack's SDK.
+    from bot.notify import DeliveryReport
+    from bot.services import Services
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+DEMO_LABEL = ":test_tube: Sample data from `kling-bot --demo`, not a real account."
 log = logging.getLogger("bot.cli")
 
 
@@ -58,11 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     balance.add_argument("--demo", action="store_true", help="use a built-in sample account instead of Kling")
 
-    sub.add_parser(
+    check = sub.add_parser(
         "check",
         help="poll Kling once: post warnings and threshold DMs that are due, send anything still owed",
         description="One poll, as the scheduler runs every POLL_INTERVAL_MINUTES. The first check ever only "
-        "records a baseline.",
+        "records a baseline. Exits 1 if Kling could not be asked or anything owed could not be delivered.",
+    )
+    check.add_argument(
+        "--demo",
+        action="store_true",
+        help="check the built-in sample account in a throwaway database and print what would be posted; post nothing",
     )
     digest = sub.add_parser(
         "digest",
@@ -71,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     digest.add_argument(
         "--dry-run", action="store_true", help="print the Slack payload {channel, text, blocks} as JSON; post nothing"
+    )
+    digest.add_argument(
+        "--demo", action="store_true", help="print the sample account's digest (as --dry-run); post nothing"
     )
     sub.add_parser(
         "worker",
@@ -107,13 +118,16 @@ def _load_dotenv() -> None:
 
 def _settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     command = args.command
-    dry_run = getattr(args, "dry_run", False)
+    demo = getattr(args, "demo", False)
+    # A demo posts nothing: `check --demo` and `digest --demo` print what would be posted.
+    posts = not getattr(args, "dry_run", False) and not (demo and command in ("check", "digest"))
     return Settings.from_env(
         environ,
-        need_kling=not getattr(args, "demo", False),
-        need_slack=command in ("serve", "check", "worker") or (command == "digest" and not dry_run),
+        need_kling=not demo,
+        need_slack=command in ("serve", "worker") or (command in ("check", "digest") and posts),
         need_slack_requests=command == "serve",
-        need_digest_channel=command == "digest" and not dry_run,
+        need_digest_channel=command == "digest" and posts,
+        demo_hint=command in ("balance", "serve", "check", "digest"),
     )
 
 
@@ -148,20 +162,29 @@ def main(
         if isinstance(found, int):
             return found
         identity = found
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.services import build_services
+
     try:
         # Every command but `balance` uses the database (serve: subscriptions and the scheduler).
         services = build_services(settings, demo=getattr(args, "demo", False), with_store=True)
-    except (SQLAlchemyError, ImportError, RuntimeError) as exc:  # unreachable, no driver, newer schema
+    except (SQLAlchemyError, ImportError, RuntimeError, OSError) as exc:  # unreachable, no driver, newer schema
         print(f"kling-bot: could not open the database at DATABASE_URL ({_db_reason(exc)}).", file=stderr)
         return EXIT_FAILED
     try:
         if args.command == "serve":
-            return _serve(services, args, identity)
+            return _serve(services, args, identity, stderr)
         if args.command == "check":
-            return _check(services, stdout, stderr)
+            return _check_demo(services, stdout) if args.demo else _check(services, stdout, stderr)
         if args.command == "digest":
             return _digest(services, args, stdout, stderr)
-        return _worker(services)
+        return _worker(services, stderr)
+    except SQLAlchemyError as exc:
+        # The database failing mid-way (a read-only file, a dropped connection): one line.
+        log.debug("Database failure", exc_info=True)
+        print(f"kling-bot: the database failed during `{args.command}` ({_db_reason(exc)}).", file=stderr)
+        return EXIT_FAILED
     finally:
         services.close()
 
@@ -191,6 +214,7 @@ def _kling_failed(exc: KlingError, stderr: TextIO) -> int:
 
 
 def _balance(settings: Settings, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from bot.services import build_services
     from bot.views.terminal import balance_json, balance_table
 
     services = build_services(settings, demo=args.demo)
@@ -215,10 +239,16 @@ def _check(services: Services, stdout: TextIO, stderr: TextIO) -> int:
         report = jobs.check()
     except KlingError as exc:
         return _kling_failed(exc, stderr)
+    failed = _report_undelivered(services, jobs.last_delivery, stderr)
     if report is None:
-        print("kling-bot: Kling could not be asked, so nothing was checked; owed messages were retried.", file=stderr)
+        reason = jobs.last_kling_error.describe() if jobs.last_kling_error else "it did not answer"
+        print(
+            f"kling-bot: Kling could not be asked ({reason}), so nothing was checked; owed messages were retried.",
+            file=stderr,
+        )
         return EXIT_FAILED
-    with jobs.store.transaction() as tx:
+    assert services.store is not None
+    with services.store.transaction() as tx:
         counts = tx.outbox_counts()
     baseline = " (first check: baseline recorded, nothing already over is announced)" if report.baseline else ""
     print(
@@ -228,7 +258,50 @@ def _check(services: Services, stdout: TextIO, stderr: TextIO) -> int:
     )
     if not services.settings.alert_channel:
         print("Note: ALERT_CHANNEL and DIGEST_CHANNEL are unset, so no channel warnings are posted.", file=stdout)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _report_undelivered(services: Services, delivery: DeliveryReport | None, stderr: TextIO) -> bool:
+    """Say, one line per cause, what is owed and could not be delivered; True if anything is."""
+    from bot.notify import slack_fix
+
+    assert services.store is not None
+    with services.store.transaction() as tx:
+        failing = tx.failing()
+    for group in failing:
+        where = f"DM(s) to {group['target']}" if group["target_is_user"] else f"message(s) to {group['target']}"
+        fix = slack_fix(group["error"], group["target"], to_user=group["target_is_user"])
+        then = f": {fix}" if fix else "; it is retried with backoff"
+        print(f"kling-bot: {group['count']} {where} still owed, not delivered ({group['error']}){then}.", file=stderr)
+    return bool(failing) or bool(delivery and delivery.failed)
+
+
+def _check_demo(services: Services, stdout: TextIO) -> int:
+    """One check on the sample account in its own throwaway database: print, post nothing."""
+    import dataclasses
+
+    from bot.alerting import run_check
+
+    assert services.store is not None
+    settings = dataclasses.replace(services.settings, alert_channel="C0DEMO")
+    snapshot = services.balances.get(refresh=True)
+    report = run_check(services.store, snapshot.packs, services.clock.now(), settings)
+    print(f"[Sample data: --demo] Checked {report.packs} sample pack(s); nothing is posted in demo mode.", file=stdout)
+    with services.store.transaction() as tx:
+        owed = tx.payload_texts(report.warnings_queued)
+    for text in owed:
+        print(f"Would post: {_for_terminal(text)}", file=stdout)
+    if not owed:
+        print("Nothing would be posted now.", file=stdout)
     return EXIT_OK
+
+
+def _for_terminal(text: str) -> str:
+    """Slack's date tokens as their UTC fallback, and its escapes undone, for a terminal."""
+    import re
+
+    text = re.sub(r"<!date\^\d+\^[^|>]*\|([^>]*)>", r"\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _digest(services: Services, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -236,24 +309,48 @@ def _digest(services: Services, args: argparse.Namespace, stdout: TextIO, stderr
 
     jobs = Jobs.for_services(services)
     try:
-        if args.dry_run:
-            print(json.dumps(jobs.digest_payload(), indent=2, ensure_ascii=False), file=stdout)
+        if args.dry_run or args.demo:
+            payload = jobs.digest_payload()
+            if args.demo:
+                label = {"type": "context", "elements": [{"type": "mrkdwn", "text": DEMO_LABEL}]}
+                payload = {
+                    "channel": "(demo: not posted)",
+                    "text": "[Sample data] " + payload["text"],
+                    "blocks": [label, *payload["blocks"]],
+                }
+            print(json.dumps(payload, indent=2, ensure_ascii=False), file=stdout)
             return EXIT_OK
         outcome = jobs.digest()
     except KlingError as exc:
         return _kling_failed(exc, stderr)
-    if not outcome.queued:
-        print(f"Today's digest ({outcome.key}) was already posted or is owed; nothing new posted.", file=stdout)
-        return EXIT_OK
-    if outcome.delivery and outcome.key in outcome.delivery.failed:
+    assert services.store is not None
+    with services.store.transaction() as tx:
+        status = tx.outbox_status(outcome.key)
+    channel = services.settings.digest_channel
+    if status is not None and status["sent_at"] is None:
+        error = status["last_error"] or "not tried yet"
+        fix = slack_fix_for(status)
         print(
-            f"kling-bot: the digest could not be posted ({outcome.delivery.failed[outcome.key]}); it stays owed "
-            "and the next `check`, `worker` or `serve` sends it.",
+            f"kling-bot: today's digest ({outcome.key}) is still owed, not posted to {channel} ({error})"
+            + (f": {fix}" if fix else "")
+            + ". The next `check`, `worker`, `serve` or `digest` retries it.",
             file=stderr,
         )
         return EXIT_FAILED
-    print(f"Posted today's digest to {services.settings.digest_channel}.", file=stdout)
+    if outcome.delivery and outcome.key in outcome.delivery.sent:
+        print(f"Posted today's digest to {channel}.", file=stdout)
+    else:
+        print(f"Today's digest ({outcome.key}) was already posted to {channel}; nothing new posted.", file=stdout)
     return EXIT_OK
+
+
+def slack_fix_for(status: dict[str, object]) -> str | None:
+    from bot.notify import slack_fix
+
+    error = status.get("last_error")
+    if not isinstance(error, str):
+        return None
+    return slack_fix(error, str(status["target"]), to_user=bool(status["target_is_user"]))
 
 
 def _worker(services: Services, stderr: TextIO | None = None) -> int:
@@ -391,8 +488,11 @@ def _serve(
     )
     stop = _Stop()
     scheduler = None
+    if args.demo:
+        # Sample data never drives warnings, DMs or a digest: nothing is posted as if real.
+        log.info("Demo mode: answering slash commands from sample data; no polling, warnings, DMs or digest")
     try:
-        if not args.web_only:
+        if not args.web_only and not args.demo:
             scheduler = background_scheduler(Jobs.for_services(services), settings)
             scheduler.start()
             log.info(_schedule_summary(settings))

@@ -212,7 +212,11 @@ def test_long_ids_and_names_behave_the_same_on_every_database(world: World) -> N
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("subscribe 20 % for Video", "below 20%"), ("subscribe 500 units", "below 500 units"), ("sub 1,500 unit", "1,500")],
+    [
+        ("subscribe 20 % for Video", "below 20%"),
+        ("subscribe 500 units", "below 500 units"),
+        ("sub 1,500 unit", "1,500"),
+    ],
 )
 def test_thresholds_with_a_space_or_the_word_units_are_understood(world: World, text: str, expected: str) -> None:
     """`20 %` and `500 units` are one threshold each, as the help teaches, not "more than one threshold"."""

@@ -108,7 +108,7 @@ def test_stale_snapshot_is_labelled_with_age_and_reason() -> None:
     error = AuthenticationError("Kling: authentication failed", http_status=401, code=1000)
     message = balance_message(snap(pack("Video Generation - A"), stale=True, error=error), NOW)
     text = all_text(message)
-    assert "3 min ago" in text and "rejected the bot's credentials" in text
+    assert "3 min ago" in text and "could not be asked" in text and "rejected the bot's credentials" in text
     assert "(stale)" in message["text"]
     assert "KLING_" not in text and "401" not in text
 

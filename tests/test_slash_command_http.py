@@ -179,7 +179,7 @@ def test_rejected_keys_give_a_sentence_without_admin_details(running_bot: Runnin
 def test_unreachable_kling_shows_no_host_or_setting(running_bot: RunningBot) -> None:
     """With Kling unreachable the reply says to try later, naming no host, URL or setting."""
     send_command(running_bot, "", "down")
-    [reply] = running_bot.slack.wait_for_responses("down", timeout=40)
+    reply = running_bot.slack.wait_for_answer("down")
     text = all_text(reply) + reply["text"]
     assert "try again" in text.lower()
     assert "127.0.0.1" not in text and "http" not in text and "KLING_" not in text

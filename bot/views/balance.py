@@ -85,8 +85,11 @@ def stale_note(snapshot: Snapshot, now: datetime) -> str | None:
     if not snapshot.stale:
         return None
     # What happened in words for people; hosts, codes and settings stay in the logs.
-    reason = snapshot.error.public_message if snapshot.error else "Kling could not be asked just now."
-    return f":warning: {mrkdwn_escape(reason)} These balances are from *{age(snapshot.age(now))} ago*."
+    reason = f" {mrkdwn_escape(snapshot.error.public_message)}" if snapshot.error else ""
+    return (
+        f":warning: Kling could not be asked just now, so these balances are from *{age(snapshot.age(now))} ago*."
+        + reason
+    )
 
 
 def _footer(snapshot: Snapshot, now: datetime, *, include_inactive: bool, hidden_inactive: int) -> str:

@@ -110,6 +110,19 @@ class FakeSlack:
                 self._cond.wait(left)
             return list(self.responses[key])
 
+    def wait_for_answer(self, key: str, timeout: float = 40.0) -> dict[str, Any]:
+        """The answer at response URL `key`, past any interim "Asking Kling…" reply."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                answers = [r for r in self.responses[key] if "Asking Kling" not in str(r.get("text", ""))]
+                if answers:
+                    return answers[-1]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no answer at {key} within {timeout} s: {self.responses[key]}")
+                self._cond.wait(left)
+
     # -- serving ----------------------------------------------------------------------------
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:

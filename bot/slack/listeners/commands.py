@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
@@ -30,6 +32,22 @@ if TYPE_CHECKING:  # bot.slack.app imports the listeners
     from bot.slack.app import Background
 
 COMMAND = "/kling-balance"
+SAMPLE_LABEL = ":test_tube: Sample data (`kling-bot serve --demo`), not a real account."
+log = logging.getLogger(__name__)
+
+
+def _labelled_as_sample(respond: Respond) -> Callable[..., Any]:
+    """Every reply of a demo says it is sample data, in the message and its notification."""
+
+    def labelled(**message: Any) -> Any:
+        if "blocks" in message:
+            label = {"type": "context", "elements": [{"type": "mrkdwn", "text": SAMPLE_LABEL}]}
+            message = {**message, "blocks": [label, *message["blocks"]][:50]}
+        if "text" in message:
+            message = {**message, "text": "[Sample data] " + message["text"]}
+        return respond(**message)
+
+    return labelled
 
 
 def balance_command(
@@ -43,6 +61,8 @@ def balance_command(
 
 
 def answer_command(command: dict[str, Any], respond: Respond, services: Services) -> None:
+    if services.demo:
+        respond = _labelled_as_sample(respond)
     args = parse_command(command.get("text"))
     if isinstance(args, BalanceArgs) and args.help:
         respond(**help_message(), response_type="ephemeral")
@@ -64,6 +84,8 @@ def _balance(args: BalanceArgs, respond: Respond, services: Services) -> None:
     try:
         snapshot = services.balances.get(refresh=args.refresh)
     except KlingError as exc:
+        # The user reads what happened in plain words; the details are for whoever runs the bot.
+        log.warning("Could not answer %s: %s", COMMAND, exc.describe())
         respond(**error_message(exc), response_type="ephemeral")
         return
     message = balance_message(
