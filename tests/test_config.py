@@ -30,11 +30,14 @@ def test_every_problem_is_named_at_once() -> None:
     assert "KLING_SECRET_KEY" in text and "SLACK_BOT_TOKEN" in text and "KLING_CACHE_TTL" in text
 
 
-def test_missing_kling_credentials_suggest_demo() -> None:
-    """No Kling keys at all names both ways to log in and the --demo flag."""
+def test_missing_kling_credentials_suggest_demo_only_where_it_exists() -> None:
+    """No Kling keys names both ways to log in, and --demo only for a command that has it."""
+    with pytest.raises(ConfigError, match="KLING_API_KEY") as info:
+        Settings.from_env({}, demo_hint=True)
+    assert "--demo" in str(info.value)
     with pytest.raises(ConfigError, match="KLING_API_KEY") as info:
         Settings.from_env({})
-    assert "--demo" in str(info.value)
+    assert "--demo" not in str(info.value)
 
 
 def test_http_mode_needs_signing_secret_socket_mode_does_not() -> None:
