@@ -72,5 +72,6 @@ def test_digest_fallback_has_one_line_per_item() -> None:
     assert_valid_message(message)
     lines = message["text"].splitlines()
     assert lines[0].startswith("Kling daily digest")
-    assert "Image: 750 left, used 50" in lines and "Video_Gen: 750 left, used 50" in lines
+    assert "Image: 750 left, used 50 since the last digest (24 hours ago)" in lines
+    assert "Video_Gen: 750 left, used 50 since the last digest (24 hours ago)" in lines
     assert "1 pack(s) expiring soon." in lines and "1 pack(s) ended." in lines
