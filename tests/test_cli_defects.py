@@ -145,3 +145,11 @@ def test_serve_demo_labels_every_reply_and_keeps_its_own_database(slack: FakeSla
     finally:
         services.close()
     assert not real_db.exists()
+
+
+def test_a_kling_failure_is_said_once(kling: FakeKling) -> None:
+    """`balance` with Kling refusing says why in one line, not once in the log and again as the result."""
+    kling.fail_next(1, 429, 1101, "arrears")
+    code, _, err = run(["balance"], kling_env(kling))
+    assert code == 1
+    assert err.count("arrears") == 1, err
