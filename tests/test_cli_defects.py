@@ -149,7 +149,7 @@ def test_serve_demo_labels_every_reply_and_keeps_its_own_database(slack: FakeSla
 
 def test_a_kling_failure_is_said_once(kling: FakeKling) -> None:
     """`balance` with Kling refusing says why in one line, not once in the log and again as the result."""
-    kling.fail_next(1, 429, 1101, "arrears")
+    kling.fail_next(1, 429, 1101, "Account balance is not enough")
     code, _, err = run(["balance"], kling_env(kling))
     assert code == 1
-    assert err.count("arrears") == 1, err
+    assert len(err.strip().splitlines()) == 1 and err.count("Account balance is not enough") == 1, err
