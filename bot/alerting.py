@@ -8,12 +8,13 @@ a warning but never lose or repeat it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.config import Settings
-from bot.domain.alerts import detect_pack_events, expiry_level, key_part
+from bot.domain.accounts import DEFAULT_ACCOUNT, scoped
+from bot.domain.alerts import PackEvent, detect_pack_events, expiry_level, key_part
 from bot.domain.packs import PackStatus, ResourcePack, family_totals, resolve_family
 from bot.domain.thresholds import Level, Threshold, ThresholdKind, family_levels, step, usable
 from bot.store.db import Store, SubscriptionRow, Tx, from_ms, to_ms
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY = timedelta(days=1)
 # Less history than this is none: "used 0 since a minute ago" says nothing.
 HISTORY_MIN = timedelta(minutes=5)
-# Family names in subscription states: up to this long as they are, hashed beyond.
-FAMILY_KEY_LIMIT = 200
+# Family names in subscription states: up to this long as they are (what release 0.1.0
+# could store), hashed beyond.
+FAMILY_KEY_LIMIT = 255
 KEEP_SENT = timedelta(days=90)
 KEEP_SNAPSHOTS = timedelta(days=400)
 
@@ -36,44 +38,82 @@ KEEP_SNAPSHOTS = timedelta(days=400)
 @dataclass(frozen=True)
 class CheckReport:
     packs: int
-    baseline: bool
+    # Accounts polled for the first time in this pass: their state is a baseline.
+    baselined: list[str] = field(default_factory=list)
     warnings_queued: list[str] = field(default_factory=list)
     dms_queued: list[str] = field(default_factory=list)
     snapshots_written: int = 0
 
+    @property
+    def baseline(self) -> bool:
+        return bool(self.baselined)
 
-def run_check(store: Store, packs: Sequence[ResourcePack], now: datetime, settings: Settings) -> CheckReport:
-    """Compare Kling's packs with the stored state; owe a warning for each new event."""
+
+def run_check(
+    store: Store,
+    packs: Sequence[ResourcePack],
+    now: datetime,
+    settings: Settings,
+    *,
+    accounts: Sequence[str] | None = None,
+) -> CheckReport:
+    """Compare Kling's packs with the stored state; owe a warning for each new event.
+
+    `accounts` are the accounts that answered (default: those `packs` belong to, or the
+    default account): only they are decided on. An account that could not be asked keeps
+    its state untouched, so its packs are not taken for gone.
+    """
+    checked = list(accounts) if accounts is not None else sorted({p.account for p in packs} or {DEFAULT_ACCOUNT})
+    names = settings.account_names
+    warnings: list[str] = []
+    baselined: list[str] = []
+    written = 0
     with store.transaction() as tx:
-        previous = tx.pack_states()
-        detection = detect_pack_events(previous, packs, now, warning_days=settings.expiry_warning_days)
-        events = detection.events
-        for old, new in detection.reissued:
-            log.info("Kling reports pack %s under a new id %s; treated as the same pack", old[:80], new[:80])
-        warnings: list[str] = []
-        if settings.alert_channel:
-            # Expiry events recur at every poll until the pack expires; skip rendering the
-            # ones already owed or sent (the insert would ignore them anyway).
-            known = tx.existing_keys([e.key for e in events])
-            for event in events:
-                if event.key in known:
-                    continue
-                try:
-                    message = pack_event_message(event, now, packs)
-                except Exception:
-                    # One pack that cannot be rendered must not stop the warnings for the rest.
-                    log.exception("Could not write the %s warning for pack %s; skipped", event.kind, event.pack.pack_id)
-                    continue
-                if tx.enqueue(event.key, str(event.kind), settings.alert_channel, message, now):
-                    warnings.append(event.key)
-        elif events:
-            log.warning("%d pack event(s) but no ALERT_CHANNEL or DIGEST_CHANNEL is set to warn in", len(events))
-        dms = _step_subscriptions(tx, packs, now, settings)
-        written = tx.save_packs(detection.states, previous, now, reissued=detection.reissued)
+        for account in checked:
+            mine = [p for p in packs if p.account == account]
+            previous = tx.pack_states(account)
+            if previous is None:
+                baselined.append(account)
+            detection = detect_pack_events(previous, mine, now, warning_days=settings.expiry_warning_days)
+            for old, new in detection.reissued:
+                log.info("Kling reports pack %s under a new id %s; treated as the same pack", old[:80], new[:80])
+            warnings.extend(_owe_warnings(tx, detection.events, mine, now, settings, names))
+            written += tx.save_packs(detection.states, previous, now, reissued=detection.reissued, account=account)
+        dms = _step_subscriptions(tx, [p for p in packs if p.account in checked], now, settings)
         last_prune = tx.get_meta("last_prune_at")
         if last_prune is None or to_ms(now) - int(last_prune) >= PRUNE_EVERY.total_seconds() * 1000:
             tx.prune(now, sent_older_than=KEEP_SENT, snapshots_older_than=KEEP_SNAPSHOTS)
-    return CheckReport(len(packs), previous is None, warnings, dms, written)
+    return CheckReport(len(packs), baselined, warnings, dms, written)
+
+
+def _owe_warnings(
+    tx: Tx,
+    events: Sequence[PackEvent],
+    packs: Sequence[ResourcePack],
+    now: datetime,
+    settings: Settings,
+    names: Mapping[str, str] | None,
+) -> list[str]:
+    if not settings.alert_channel:
+        if events:
+            log.warning("%d pack event(s) but no ALERT_CHANNEL or DIGEST_CHANNEL is set to warn in", len(events))
+        return []
+    owed = []
+    # Expiry events recur at every poll until the pack expires; skip rendering the ones
+    # already owed or sent (the insert would ignore them anyway).
+    known = tx.existing_keys([e.key for e in events])
+    for event in events:
+        if event.key in known:
+            continue
+        try:
+            message = pack_event_message(event, now, packs, account_names=names)
+        except Exception:
+            # One pack that cannot be rendered must not stop the warnings for the rest.
+            log.exception("Could not write the %s warning for pack %s; skipped", event.kind, event.pack.pack_id)
+            continue
+        if tx.enqueue(event.key, str(event.kind), settings.alert_channel, message, now):
+            owed.append(event.key)
+    return owed
 
 
 def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime, settings: Settings) -> list[str]:
@@ -90,7 +130,10 @@ def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime, se
             # someone removed from KLING_ALLOWED_USERS hears nothing more.
             continue
         try:
-            queued.extend(_step_subscription(tx, sub, levels, states, changed, now))
+            # A savepoint: a database error in one subscription must not abort (on PostgreSQL)
+            # the transaction that holds everyone else's.
+            with tx.conn.begin_nested():
+                queued.extend(_step_subscription(tx, sub, levels, states, changed, now, settings.account_names))
         except Exception:
             # One bad row (say a threshold stored by an older release that cannot be
             # evaluated) must not stop the DMs of everyone else.
@@ -102,25 +145,29 @@ def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime, se
 def _step_subscription(
     tx: Tx,
     sub: SubscriptionRow,
-    levels: dict[str, Level],
+    levels: dict[tuple[str, str], Level],
     states: dict[tuple[int, str], tuple[bool, int]],
     changed: list[tuple[int, str, bool, int]],
     now: datetime,
+    names: Mapping[str, str] | None,
 ) -> list[str]:
     threshold = Threshold(ThresholdKind(sub.kind), sub.value)
     if not usable(threshold):
         log.warning("Subscription %d has an unusable threshold (%r); skipped until it is removed", sub.id, sub.value)
         return []
     queued = []
-    for level in _levels_for(levels, sub.family):
-        family_key = key_part(level.family, FAMILY_KEY_LIMIT)
+    for level in _levels_for(levels, sub.account, sub.family):
+        # Within the default account, the keys earlier releases stored (no account in them).
+        family_key = scoped(level.account, key_part(level.family, FAMILY_KEY_LIMIT))
         # No stored state means the default: armed, never crossed.
         armed, crossings = states.get((sub.id, family_key), (True, 0))
         outcome = step(threshold, level, armed=armed)
         new_crossings = crossings + 1 if outcome.fire else crossings
         if outcome.fire:
-            key = f"threshold:{sub.id}:{key_part(level.family)}:{new_crossings}"
-            message = threshold_dm(threshold, level, family_filter=sub.family)
+            key = f"threshold:{sub.id}:{scoped(level.account, key_part(level.family))}:{new_crossings}"
+            message = threshold_dm(
+                threshold, level, family_filter=sub.family, account_filter=sub.account, account_names=names
+            )
             if tx.enqueue(key, "threshold", sub.user_id, message, now, to_user=True):
                 queued.append(key)
         if (outcome.armed, new_crossings) != (armed, crossings):
@@ -128,12 +175,15 @@ def _step_subscription(
     return queued
 
 
-def _levels_for(levels: dict[str, Level], family: str) -> list[Level]:
+def _levels_for(levels: dict[tuple[str, str], Level], account: str, family: str) -> list[Level]:
+    """The levels a subscription watches: every family of every account, or narrowed to one
+    account and/or one family (each family of each account on its own)."""
+    chosen = [lvl for (acct, _), lvl in levels.items() if not account or acct == account]
     if not family:
-        return list(levels.values())
+        return chosen
     # Usually stored resolved; typed text (saved while Kling was unreachable) resolves here.
-    name = resolve_family(family, levels)
-    return [levels[name]] if name else []
+    name = resolve_family(family, {lvl.family for lvl in chosen})
+    return [lvl for lvl in chosen if lvl.family == name] if name else []
 
 
 # -- digest -------------------------------------------------------------------------------
@@ -144,30 +194,38 @@ def digest_key(now: datetime, settings: Settings) -> str:
 
 
 def compose_digest(
-    tx: Tx, packs: Sequence[ResourcePack], now: datetime, settings: Settings, *, stale_note: str | None = None
+    tx: Tx,
+    packs: Sequence[ResourcePack],
+    now: datetime,
+    settings: Settings,
+    *,
+    stale_note: str | None = None,
+    failed_accounts: Sequence[str] = (),
 ) -> dict[str, object]:
     last_ms = tx.get_meta("last_digest_at")
     since = (from_ms(int(last_ms)) if last_ms else None) or now - timedelta(days=1)
-    # Usage is known only from the first poll on; within a minute of it there is none.
-    baseline_ms = tx.get_meta("baseline_at")
-    history_from = from_ms(int(baseline_ms)) if baseline_ms else None
-    has_history = history_from is not None and now - history_from >= HISTORY_MIN
+    # Usage is known only from an account's first poll on; within minutes of it there is none.
+    starts = [tx.baseline_at(a) for a in sorted({p.account for p in packs} or {DEFAULT_ACCOUNT})]
+    history_from = max((t for t in starts if t is not None), default=None)
+    has_history = bool(starts) and all(t is not None and now - t >= HISTORY_MIN for t in starts)
     before = tx.remaining_since(since)
-    used: dict[str, float] = {}
+    used: dict[tuple[str, str], float] = {}
     for pack in packs:
-        if pack.pack_id in before:
-            used[pack.family] = used.get(pack.family, 0.0) + max(0.0, before[pack.pack_id] - pack.remaining)
+        earlier = before.get((pack.account, pack.pack_id))
+        if earlier is not None:
+            key = (pack.account, pack.family)
+            used[key] = used.get(key, 0.0) + max(0.0, earlier - pack.remaining)
     totals = family_totals(packs)
-    usage = [FamilyUsage(t, used.get(t.family, 0.0)) for t in totals]
+    usage = [FamilyUsage(t, used.get((t.account, t.family), 0.0)) for t in totals]
     expiring = sorted(
         (p for p in packs if expiry_level(p, now, settings.expiry_warning_days) is not None),
         key=lambda p: p.invalid_time or now,
     )
-    by_id = {p.pack_id: p for p in packs}
+    by_id = {(p.account, p.pack_id): p for p in packs}
     ended = [
-        by_id[row["pack_id"]]
+        by_id[(row["account"], row["pack_id"])]
         for row in tx.packs_changed_status_since(since, [PackStatus.RUN_OUT, PackStatus.EXPIRED])
-        if row["pack_id"] in by_id
+        if (row["account"], row["pack_id"]) in by_id
     ]
     data = DigestData(
         now=now,
@@ -182,6 +240,8 @@ def compose_digest(
         any_packs=bool(packs),
         history_from=history_from,
         has_history=has_history,
+        account_names=settings.account_names,
+        failed_accounts=tuple(failed_accounts),
     )
     return digest_message(data)
 
@@ -194,13 +254,14 @@ def queue_digest(
     *,
     key: str | None = None,
     stale_note: str | None = None,
+    failed_accounts: Sequence[str] = (),
 ) -> bool:
     """Owe today's digest to DIGEST_CHANNEL; False if it was already owed or sent."""
     key = key or digest_key(now, settings)
     with store.transaction() as tx:
         if tx.existing_keys([key]):
             return False
-        message = compose_digest(tx, packs, now, settings, stale_note=stale_note)
+        message = compose_digest(tx, packs, now, settings, stale_note=stale_note, failed_accounts=failed_accounts)
         queued = tx.enqueue(key, "digest", settings.digest_channel, message, now)
         if queued:
             tx.set_meta("last_digest_at", str(to_ms(now)))

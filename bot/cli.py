@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from bot import __version__
 from bot.config import ConfigError, Settings
+from bot.domain.accounts import find_account
 from bot.kling.errors import KlingError
 from bot.logs import setup_logging
 
@@ -60,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print JSON with Kling's field names, times in ISO 8601 UTC"
     )
     balance.add_argument("--demo", action="store_true", help="use a built-in sample account instead of Kling")
+    balance.add_argument(
+        "--account", metavar="NAME", help="only this account (one of KLING_ACCOUNTS); the default is every account"
+    )
 
     check = sub.add_parser(
         "check",
@@ -192,7 +196,8 @@ def main(
 def _db_reason(exc: BaseException) -> str:
     # SQLAlchemy's message can carry the URL with its password; keep only the first line of
     # the driver's own complaint.
-    text = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lines = str(getattr(exc, "orig", None) or exc).splitlines()
+    text = lines[0] if lines and lines[0].strip() else type(exc).__name__
     return text[:200]
 
 
@@ -219,16 +224,32 @@ def _balance(settings: Settings, args: argparse.Namespace, stdout: TextIO, stder
 
     services = build_services(settings, demo=args.demo)
     try:
-        snapshot = services.balances.get()
-    except KlingError as exc:
-        return _kling_failed(exc, stderr)
+        chosen = None
+        if args.account:
+            account = find_account(args.account, services.settings.account_list)
+            if account is None:
+                known = ", ".join(a.name for a in services.settings.account_list)
+                print(f"kling-bot: --account {args.account!r} is not one of the accounts ({known}).", file=stderr)
+                return EXIT_CONFIG
+            chosen = [account]
+        # The terminal waits for Kling as long as it takes; only Slack users get a bounded wait.
+        balances = services.balances.get(wait_s=None, accounts=chosen)
     finally:
         services.close()
+    if not balances.multi and balances.failed:
+        error = balances.failed[0].error
+        assert error is not None
+        return _kling_failed(error, stderr)
     if args.json:
-        print(balance_json(snapshot, include_inactive=args.all), file=stdout)
+        print(balance_json(balances, include_inactive=args.all), file=stdout)
     else:
-        print(balance_table(snapshot, services.clock.now(), include_inactive=args.all), file=stdout)
-    return EXIT_OK
+        print(balance_table(balances, services.clock.now(), include_inactive=args.all), file=stdout)
+    # Every account that could be read was printed; one that could not makes the run a failure.
+    for answer in balances.failed:
+        error = answer.error
+        reason = f"{error.describe()}. {error.advice}" if error else "no answer"
+        print(f"kling-bot: account {answer.account.name} could not be read: {reason}", file=stderr)
+    return EXIT_FAILED if balances.failed else EXIT_OK
 
 
 def _check(services: Services, stdout: TextIO, stderr: TextIO) -> int:
@@ -241,9 +262,9 @@ def _check(services: Services, stdout: TextIO, stderr: TextIO) -> int:
         return _kling_failed(exc, stderr)
     failed = _report_undelivered(services, jobs.last_delivery, stderr)
     if report is None:
-        reason = jobs.last_kling_error.describe() if jobs.last_kling_error else "it did not answer"
+        reasons = "; ".join(e.describe() for e in jobs.last_kling_errors.values()) or "it did not answer"
         print(
-            f"kling-bot: Kling could not be asked ({reason}), so nothing was checked; owed messages were retried.",
+            f"kling-bot: Kling could not be asked ({reasons}), so nothing was checked; owed messages were retried.",
             file=stderr,
         )
         return EXIT_FAILED
@@ -258,7 +279,9 @@ def _check(services: Services, stdout: TextIO, stderr: TextIO) -> int:
     )
     if not services.settings.alert_channel:
         print("Note: ALERT_CHANNEL and DIGEST_CHANNEL are unset, so no channel warnings are posted.", file=stdout)
-    return EXIT_FAILED if failed else EXIT_OK
+    for account, error in jobs.last_kling_errors.items():
+        print(f"kling-bot: account {account.name} was not checked: {error.describe()}. {error.advice}", file=stderr)
+    return EXIT_FAILED if failed or jobs.last_kling_errors else EXIT_OK
 
 
 def _report_undelivered(services: Services, delivery: DeliveryReport | None, stderr: TextIO) -> bool:
@@ -284,8 +307,9 @@ def _check_demo(services: Services, stdout: TextIO) -> int:
 
     assert services.store is not None
     settings = dataclasses.replace(services.settings, alert_channel="C0DEMO")
-    snapshot = services.balances.get(refresh=True)
-    report = run_check(services.store, snapshot.packs, services.clock.now(), settings)
+    balances = services.balances.get(refresh=True)
+    accounts = [a.account.key for a in balances.readable]
+    report = run_check(services.store, balances.packs, services.clock.now(), settings, accounts=accounts)
     print(f"[Sample data: --demo] Checked {report.packs} sample pack(s); nothing is posted in demo mode.", file=stdout)
     with services.store.transaction() as tx:
         owed = tx.payload_texts(report.warnings_queued)

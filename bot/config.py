@@ -13,9 +13,13 @@ from datetime import time
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.domain.accounts import DEFAULT, Account, valid_account_name
+
 DEFAULT_KLING_API_BASE = "https://api-singapore.klingai.com"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite:///kling-bot.db"
+# Each account is polled in parallel and has its own limit; a few dozen is plenty.
+MAX_ACCOUNTS = 20
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
 
@@ -32,11 +36,20 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class KlingAccountSettings:
+    """How to reach one Kling account: its keys and its region's host."""
+
+    account: Account
+    api_base: str = DEFAULT_KLING_API_BASE
+    access_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+    api_key: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
-    kling_api_base: str = DEFAULT_KLING_API_BASE
-    kling_access_key: str = field(default="", repr=False)
-    kling_secret_key: str = field(default="", repr=False)
-    kling_api_key: str = field(default="", repr=False)
+    # One entry per Kling account (KLING_ACCOUNTS), or the `default` one.
+    accounts: tuple[KlingAccountSettings, ...] = (KlingAccountSettings(DEFAULT),)
     kling_lookback_days: int = 365
     kling_cache_ttl_s: int = 300
     allowed_users: frozenset[str] = frozenset()
@@ -105,17 +118,51 @@ class Settings:
         def id_list(name: str) -> frozenset[str]:
             return frozenset(part.strip() for part in text(name).split(",") if part.strip())
 
-        access, secret, api_key = text("KLING_ACCESS_KEY"), text("KLING_SECRET_KEY"), text("KLING_API_KEY")
-        if not api_key:
-            if access and not secret:
-                problems.append("KLING_SECRET_KEY is missing: it is needed with KLING_ACCESS_KEY")
-            elif secret and not access:
-                problems.append("KLING_ACCESS_KEY is missing: it is needed with KLING_SECRET_KEY")
-            elif need_kling and not access:
-                problems.append(
-                    "Kling credentials are missing: set KLING_ACCESS_KEY and KLING_SECRET_KEY, "
-                    "or KLING_API_KEY" + (" (or use --demo to try the bot without keys)" if demo_hint else "")
-                )
+        def kling_account(account: Account, prefix: str) -> KlingAccountSettings:
+            """One account's keys from `<prefix>ACCESS_KEY` and the like, every problem named."""
+            access, secret = text(f"{prefix}ACCESS_KEY"), text(f"{prefix}SECRET_KEY")
+            api_key = text(f"{prefix}API_KEY")
+            if not api_key:
+                if access and not secret:
+                    problems.append(f"{prefix}SECRET_KEY is missing: it is needed with {prefix}ACCESS_KEY")
+                elif secret and not access:
+                    problems.append(f"{prefix}ACCESS_KEY is missing: it is needed with {prefix}SECRET_KEY")
+                elif need_kling and not access:
+                    where = "" if account == DEFAULT else f" for account {account.name}"
+                    problems.append(
+                        f"Kling credentials are missing{where}: set {prefix}ACCESS_KEY and {prefix}SECRET_KEY, "
+                        f"or {prefix}API_KEY" + (" (or use --demo to try the bot without keys)" if demo_hint else "")
+                    )
+            return KlingAccountSettings(
+                account,
+                api_base=url(f"{prefix}API_BASE", DEFAULT_KLING_API_BASE).rstrip("/"),
+                access_key=access,
+                secret_key=secret,
+                api_key=api_key,
+            )
+
+        names = [n.strip() for n in text("KLING_ACCOUNTS").split(",") if n.strip()]
+        if not names:
+            accounts: tuple[KlingAccountSettings, ...] = (kling_account(DEFAULT, "KLING_"),)
+        else:
+            seen: set[str] = set()
+            found = []
+            for name in names:
+                if not valid_account_name(name):
+                    problems.append(
+                        f"KLING_ACCOUNTS: {name[:40]!r} is not an account name: use letters, digits, - and _ "
+                        "(up to 40), e.g. KLING_ACCOUNTS=studio,china-lab"
+                    )
+                    continue
+                account = Account.named(name)
+                if account.key in seen:
+                    problems.append(f"KLING_ACCOUNTS names {name!r} twice (names are case-insensitive)")
+                    continue
+                seen.add(account.key)
+                found.append(kling_account(account, account.env_prefix))
+            accounts = tuple(found) or (KlingAccountSettings(DEFAULT),)
+            if len(names) > MAX_ACCOUNTS:
+                problems.append(f"KLING_ACCOUNTS names {len(names)} accounts: at most {MAX_ACCOUNTS}")
 
         bot_token, signing_secret = text("SLACK_BOT_TOKEN"), text("SLACK_SIGNING_SECRET")
         app_token = text("SLACK_APP_TOKEN")
@@ -188,10 +235,7 @@ class Settings:
             slack_api_url += "/"
 
         settings = cls(
-            kling_api_base=url("KLING_API_BASE", DEFAULT_KLING_API_BASE).rstrip("/"),
-            kling_access_key=access,
-            kling_secret_key=secret,
-            kling_api_key=api_key,
+            accounts=accounts,
             kling_lookback_days=integer("KLING_LOOKBACK_DAYS", 365, 1, 3650),
             kling_cache_ttl_s=integer("KLING_CACHE_TTL", 300, 0, 86400),
             allowed_users=id_list("KLING_ALLOWED_USERS"),
@@ -213,6 +257,23 @@ class Settings:
         if problems:
             raise ConfigError(problems)
         return settings
+
+    @property
+    def multi_account(self) -> bool:
+        """Several accounts: only then is an account named anywhere."""
+        return len(self.accounts) > 1
+
+    @property
+    def account_names(self) -> dict[str, str] | None:
+        """Display names by account key when there are several (views name accounts only
+        then); None with one account."""
+        if not self.multi_account:
+            return None
+        return {a.account.key: a.account.name for a in self.accounts}
+
+    @property
+    def account_list(self) -> tuple[Account, ...]:
+        return tuple(a.account for a in self.accounts)
 
     @property
     def socket_mode(self) -> bool:

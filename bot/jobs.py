@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.alerting import CheckReport, compose_digest, digest_key, queue_digest, run_check
-from bot.kling.cache import Snapshot
+from bot.domain.accounts import Account
+from bot.kling.accounts import AllBalances
 from bot.kling.errors import KlingError
 from bot.notify import DeliveryReport, Notifier, notifier_client
 from bot.services import Services
@@ -55,29 +56,41 @@ class Jobs:
         self.clock = services.clock
         # What the last check could not do, for the CLI to report: Kling's error when it
         # could not be asked, and the delivery pass that ended it.
-        self.last_kling_error: KlingError | None = None
+        self.last_kling_errors: dict[Account, KlingError] = {}
         self.last_delivery: DeliveryReport | None = None
 
     def check(self) -> CheckReport | None:
-        """One poll: ask Kling, owe warnings and DMs for what changed, send what is owed.
+        """One poll: ask every account, owe warnings and DMs for what changed, send what is owed.
 
-        Raises `KlingError` when Kling cannot be asked and nothing earlier is known. With only
-        a stale answer, nothing is decided: stale data must not fire or re-arm alerts.
+        Accounts that cannot be asked are left alone (stale data must not fire or re-arm
+        alerts) while the others are checked. Returns None when no account could be checked;
+        raises `KlingError` when no account can be asked and nothing earlier is known.
         """
-        snapshot = self.services.balances.get(refresh=True, wait_s=None)
+        balances = self.services.balances.get(refresh=True, wait_s=None)
+        fresh = [a for a in balances.accounts if a.snapshot is not None and not a.snapshot.stale]
+        self.last_kling_errors = {a.account: a.error for a in balances.accounts if a not in fresh and a.error}
+        for account, error in self.last_kling_errors.items():
+            where = f" for account {account.name}" if balances.multi else ""
+            log.warning(
+                "Check skipped%s: Kling could not be asked (%s); nothing is decided on old data",
+                where,
+                error.describe(),
+            )
         report: CheckReport | None = None
-        self.last_kling_error = snapshot.error if snapshot.stale else None
-        if snapshot.stale:
-            reason = snapshot.error.describe() if snapshot.error else "unknown"
-            log.warning("Check skipped: Kling could not be asked (%s); nothing is decided on old data", reason)
-        else:
-            report = run_check(self.store, snapshot.packs, self.clock.now(), self.settings)
+        if fresh:
+            packs = [p for a in fresh for p in a.packs]
+            report = run_check(
+                self.store, packs, self.clock.now(), self.settings, accounts=[a.account.key for a in fresh]
+            )
             if report.baseline:
                 log.info(
-                    "First check: recorded a baseline of %d pack(s); no warnings for what is already over", report.packs
+                    "First check of %s: recorded a baseline; no warnings for what is already over",
+                    ", ".join(report.baselined),
                 )
-            self._digest_if_due(snapshot)
+            self._digest_if_due(balances)
         self.deliver()
+        if not fresh and not any(a.snapshot for a in balances.accounts):
+            balances.raise_if_nothing()
         return report
 
     def deliver(self) -> DeliveryReport:
@@ -89,16 +102,23 @@ class Jobs:
 
     def digest(self) -> DigestOutcome:
         """Owe today's digest (once per local day) and send it."""
-        snapshot = self.services.balances.get(refresh=True, wait_s=None)
-        return self._queue_digest(snapshot, deliver=True)
+        balances = self.services.balances.get(refresh=True, wait_s=None)
+        balances.raise_if_nothing()
+        return self._queue_digest(balances, deliver=True)
 
     def digest_payload(self) -> dict[str, Any]:
         """The digest as it would be posted now, posting nothing (`digest --dry-run`)."""
-        snapshot = self.services.balances.get(refresh=True, wait_s=None)
+        balances = self.services.balances.get(refresh=True, wait_s=None)
+        balances.raise_if_nothing()
         with self.store.transaction() as tx:
             # compose_digest only reads: nothing is owed or recorded by a dry run.
             message = compose_digest(
-                tx, snapshot.packs, self.clock.now(), self.settings, stale_note=_stale_note(snapshot)
+                tx,
+                balances.packs,
+                self.clock.now(),
+                self.settings,
+                stale_note=_stale_note(balances),
+                failed_accounts=[a.account.key for a in balances.failed],
             )
         return {"channel": self.settings.digest_channel, **message}
 
@@ -113,22 +133,34 @@ class Jobs:
         with self.store.transaction() as tx:
             return not tx.existing_keys([digest_key(now, self.settings)])
 
-    def _digest_if_due(self, snapshot: Snapshot) -> None:
+    def _digest_if_due(self, balances: AllBalances) -> None:
         if self.digest_due(self.clock.now()):
             log.info("Today's digest was not sent at its time; sending it now")
-            self._queue_digest(snapshot, deliver=False)
+            self._queue_digest(balances, deliver=False)
 
-    def _queue_digest(self, snapshot: Snapshot, *, deliver: bool) -> DigestOutcome:
+    def _queue_digest(self, balances: AllBalances, *, deliver: bool) -> DigestOutcome:
         now = self.clock.now()
         key = digest_key(now, self.settings)
-        queued = queue_digest(self.store, snapshot.packs, now, self.settings, key=key, stale_note=_stale_note(snapshot))
+        queued = queue_digest(
+            self.store,
+            balances.packs,
+            now,
+            self.settings,
+            key=key,
+            stale_note=_stale_note(balances),
+            failed_accounts=[a.account.key for a in balances.failed],
+        )
         delivery = self.deliver() if deliver else None
         return DigestOutcome(queued, key, delivery)
 
 
-def _stale_note(snapshot: Snapshot) -> str | None:
-    if not snapshot.stale:
-        return None
-    reason = snapshot.error.describe() if snapshot.error else "the refresh failed"
-    fetched = f"{snapshot.fetched_at:%Y-%m-%d %H:%M} UTC"
-    return f"Kling could not be asked just now ({reason}); these numbers are from {fetched}."
+def _stale_note(balances: AllBalances) -> str | None:
+    """What a channel reads about old numbers: plain words, no hosts or settings."""
+    notes = []
+    for answer in balances.accounts:
+        if not answer.stale or answer.snapshot is None:
+            continue
+        fetched = f"{answer.snapshot.fetched_at:%Y-%m-%d %H:%M} UTC"
+        where = f" for account {answer.account.name}" if balances.multi else ""
+        notes.append(f"Kling could not be asked just now{where}; these numbers are from {fetched}.")
+    return " ".join(notes) or None

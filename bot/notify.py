@@ -65,8 +65,15 @@ def slack_fix(error: str, target: str, *, to_user: bool) -> str | None:
     """What a person must do about a Slack error that waiting will not fix; None if it will
     clear by itself. `error` is the outbox's `last_error` ("Slack: not_in_channel")."""
     code = error.removeprefix("Slack: ").strip()
-    if not error.startswith("Slack: ") or code in TRANSIENT_SLACK_ERRORS or code.isdigit():
+    if error.startswith("unexpected: "):
+        return "the bot failed while sending it (a bug): see the bot's logs and report it"
+    if not error.startswith("Slack: ") or code in TRANSIENT_SLACK_ERRORS:
         return None
+    if code.isdigit():
+        # 429 and 5xx clear by themselves; another HTTP status means the address is wrong.
+        if code == "429" or code.startswith("5"):
+            return None
+        return f"Slack's Web API answered HTTP {code}: check SLACK_API_URL (default https://slack.com/api/)"
     where = f"user {target}" if to_user else f"channel {target}"
     if code in ("not_in_channel", "channel_not_found") and not to_user:
         return (
@@ -104,12 +111,12 @@ class Notifier:
     def deliver_due(self, *, limit: int = 1000) -> DeliveryReport:
         report = DeliveryReport()
         with self._store.transaction() as tx:
-            rows = tx.claim_due(self._clock.now(), lease_ms=CLAIM_LEASE_MS, limit=limit)
-        rows = self._skip_unwanted(rows, report)
+            claimed = tx.claim_due(self._clock.now(), lease_ms=CLAIM_LEASE_MS, limit=limit)
         started = self._clock.monotonic()
-        messages = self._messages(rows)
+        messages: list[tuple[list[OutboxRow], dict[str, Any]]] = [([row], row.payload) for row in claimed]
         done = 0
         try:
+            messages = self._messages(self._skip_unwanted(claimed, report))
             for rows_in_message, payload in messages:
                 if self._clock.monotonic() - started > SEND_WITHIN_S:
                     log.warning("Delivery pass ran long; the rest is handed back for the next pass")

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 import httpx
 
 from bot.clock import Clock, SystemClock
-from bot.config import Settings
-from bot.demo import DEMO_CREDENTIALS, demo_transport
+from bot.config import KlingAccountSettings, Settings
+from bot.demo import DEMO_CREDENTIALS, demo_accounts, demo_transport
+from bot.domain.accounts import Account
+from bot.kling.accounts import Balances
 from bot.kling.auth import ApiKeyCredentials, Credentials, JwtCredentials
 from bot.kling.cache import PackCache
 from bot.kling.client import KlingClient
@@ -25,8 +27,9 @@ if TYPE_CHECKING:  # the database layer is imported only by commands that use it
 class Services:
     settings: Settings
     clock: Clock
-    kling: KlingClient
-    balances: PackCache
+    # One client (token, rate limit, error state) and one cache per Kling account.
+    clients: dict[Account, KlingClient]
+    balances: Balances
     # The database, for what must survive a restart; None for commands that need none.
     store: Store | None = None
     # Sample data: a throwaway database of its own, and nothing posted to channels.
@@ -34,17 +37,19 @@ class Services:
     _scratch_dir: str | None = None
 
     def close(self) -> None:
-        self.kling.close()
+        self.balances.close()
+        for client in self.clients.values():
+            client.close()
         if self.store is not None:
             self.store.close()
         if self._scratch_dir is not None:
             shutil.rmtree(self._scratch_dir, ignore_errors=True)
 
 
-def credentials_for(settings: Settings, clock: Clock) -> Credentials:
-    if settings.kling_api_key:
-        return ApiKeyCredentials(settings.kling_api_key)
-    return JwtCredentials(settings.kling_access_key, settings.kling_secret_key, clock)
+def credentials_for(account: KlingAccountSettings, clock: Clock) -> Credentials:
+    if account.api_key:
+        return ApiKeyCredentials(account.api_key)
+    return JwtCredentials(account.access_key, account.secret_key, clock)
 
 
 def build_services(
@@ -59,24 +64,39 @@ def build_services(
     clock = clock or SystemClock()
     scratch = None
     if demo:
-        credentials: Credentials = DEMO_CREDENTIALS
-        kling_transport = demo_transport(clock.now)
         # Demo data never touches real state nor real channels: a database of its own that
-        # is deleted on close, and no channel to post warnings or digests in.
+        # is deleted on close, and no channel to post warnings or digests in. With
+        # KLING_ACCOUNTS set, the sample has two accounts, to show the multi-account views.
         scratch = tempfile.mkdtemp(prefix="kling-bot-demo-")
+        sample = demo_accounts(settings.account_list)
         settings = dataclasses.replace(
-            settings, database_url=f"sqlite:///{scratch}/demo.db", alert_channel="", digest_channel=""
+            settings,
+            database_url=f"sqlite:///{scratch}/demo.db",
+            alert_channel="",
+            digest_channel="",
+            accounts=tuple(KlingAccountSettings(a) for a in sample),
         )
-    else:
-        credentials = credentials_for(settings, clock)
-    kling = KlingClient(
-        settings.kling_api_base,
-        credentials,
-        clock=clock,
-        lookback_days=settings.kling_lookback_days,
-        transport=kling_transport,
-    )
-    balances = PackCache(kling.fetch_packs, ttl_s=settings.kling_cache_ttl_s, clock=clock)
+    clients: dict[Account, KlingClient] = {}
+    caches: dict[Account, PackCache] = {}
+    for index, account_settings in enumerate(settings.accounts):
+        account = account_settings.account
+        if demo:
+            credentials: Credentials = DEMO_CREDENTIALS
+            transport = demo_transport(clock.now, variant=index)
+        else:
+            credentials = credentials_for(account_settings, clock)
+            transport = kling_transport
+        client = KlingClient(
+            account_settings.api_base,
+            credentials,
+            clock=clock,
+            lookback_days=settings.kling_lookback_days,
+            transport=transport,
+            account=account.key,
+        )
+        clients[account] = client
+        caches[account] = PackCache(client.fetch_packs, ttl_s=settings.kling_cache_ttl_s, clock=clock)
+    balances = Balances(caches)
     store = None
     if with_store:
         from bot.store.db import Store
@@ -84,5 +104,11 @@ def build_services(
         store = Store(settings.database_url)
         store.migrate()
     return Services(
-        settings=settings, clock=clock, kling=kling, balances=balances, store=store, demo=demo, _scratch_dir=scratch
+        settings=settings,
+        clock=clock,
+        clients=clients,
+        balances=balances,
+        store=store,
+        demo=demo,
+        _scratch_dir=scratch,
     )

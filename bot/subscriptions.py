@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.domain.commands import SubscribeArgs, UnsubscribeArgs
 from bot.domain.packs import ResourcePack, matching_families, resolve_family
 from bot.domain.thresholds import Level, Threshold, ThresholdKind, family_levels, known_families
-from bot.slack.command_text import SubscribeArgs, UnsubscribeArgs
 from bot.store.db import Store, SubscriptionRow
 
 
@@ -24,6 +24,8 @@ class Subscribed:
     checked: bool = True
     # Watched families with nothing online yet (no level until a pack is).
     inactive: tuple[str, ...] = ()
+    # The account it is limited to ("" for every account).
+    account: str = ""
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,9 @@ def subscribe(
     store: Store, user_id: str, args: SubscribeArgs, packs: Sequence[ResourcePack] | None, now: datetime
 ) -> Subscribed | UnknownFamily:
     family = args.family
-    levels: dict[str, Level] = family_levels(packs) if packs is not None else {}
+    if packs is not None and args.account:
+        packs = [p for p in packs if p.account == args.account]
+    levels = family_levels(packs) if packs is not None else {}
     families = known_families(packs) if packs is not None else []
     if family and packs is not None:
         found = matching_families(family, families)
@@ -46,10 +50,15 @@ def subscribe(
             return UnknownFamily(family, tuple(found or families), ambiguous=len(found) > 1)
         family = found[0]
     with store.transaction() as tx:
-        created = tx.add_subscription(user_id, family, str(args.threshold.kind), args.threshold.value, now)
-    watched = tuple(lvl for name, lvl in sorted(levels.items()) if not family or name == family)
-    inactive = tuple(f for f in families if f not in levels and (not family or f == family))
-    return Subscribed(args.threshold, family, created, watched, checked=packs is not None, inactive=inactive)
+        created = tx.add_subscription(
+            user_id, family, str(args.threshold.kind), args.threshold.value, now, account=args.account
+        )
+    watched = tuple(lvl for (_, name), lvl in sorted(levels.items()) if not family or name == family)
+    active = {name for _, name in levels}
+    inactive = tuple(f for f in families if f not in active and (not family or f == family))
+    return Subscribed(
+        args.threshold, family, created, watched, checked=packs is not None, inactive=inactive, account=args.account
+    )
 
 
 def threshold_of(row: SubscriptionRow) -> Threshold:
@@ -82,6 +91,7 @@ def unsubscribe(store: Store, user_id: str, args: UnsubscribeArgs) -> Unsubscrib
                 row
                 for row in mine
                 if threshold_of(row) == args.threshold
+                and (not args.account or row.account == args.account)
                 and (
                     not args.family
                     or row.family.casefold() == args.family.casefold()

@@ -13,7 +13,7 @@ KLING = {"KLING_ACCESS_KEY": "ak", "KLING_SECRET_KEY": "sk"}
 def test_defaults_match_the_readme() -> None:
     """With only credentials set, every other setting has its documented default."""
     settings = Settings.from_env(KLING)
-    assert settings.kling_api_base == "https://api-singapore.klingai.com"
+    assert settings.accounts[0].api_base == "https://api-singapore.klingai.com"
     assert settings.kling_lookback_days == 365
     assert settings.kling_cache_ttl_s == 300
     assert settings.slack_api_url == "https://slack.com/api/"

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from bot.domain.alerts import EventKind, PackEvent
+from bot.domain.commands import UsageProblem, parse_command
 from bot.domain.packs import PackStatus, ResourcePack, family_totals
 from bot.domain.thresholds import Level, Threshold, ThresholdKind
 from bot.kling.cache import Snapshot
 from bot.kling.errors import AuthenticationError
-from bot.slack.command_text import UsageProblem, parse_command
 from bot.store.db import SubscriptionRow
 from bot.subscriptions import Subscribed, UnknownFamily, Unsubscribed
 from bot.views.alerts import batch_messages, pack_event_message, threshold_dm

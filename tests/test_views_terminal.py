@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from bot.domain.packs import PackStatus, ResourcePack
+from bot.kling.accounts import AllBalances
 from bot.kling.cache import Snapshot
 from bot.views.terminal import balance_table
 
@@ -20,7 +21,7 @@ def pack(name: str, status: PackStatus = PackStatus.ONLINE, remaining: float = 3
 
 
 def table(*packs: ResourcePack) -> list[str]:
-    return balance_table(Snapshot(packs=packs, fetched_at=NOW), NOW, include_inactive=False).splitlines()
+    return balance_table(AllBalances.of(Snapshot(packs=packs, fetched_at=NOW)), NOW, include_inactive=False).splitlines()
 
 
 def test_every_column_has_a_header() -> None:

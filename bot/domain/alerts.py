@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from bot.domain.accounts import DEFAULT_ACCOUNT, scoped
 from bot.domain.packs import PackStatus, ResourcePack
 
 
@@ -37,8 +38,9 @@ ENDED_STATUSES = frozenset({str(PackStatus.RUN_OUT), str(PackStatus.EXPIRED)})
 # once it has been seen at this many polls in a row.
 HOLD_POLLS = 2
 # Pack ids longer than this are hashed inside event keys, so a key always fits its column
-# and its index whatever Kling sends.
-MAX_ID_IN_KEY = 64
+# and its index whatever Kling sends. 128 was release 0.1.0's longest pack id, so every
+# key it wrote keeps its form and an upgrade repeats nothing.
+MAX_ID_IN_KEY = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +64,16 @@ class PackState:
     pending_status: str | None = None
     # Bumped each time a warned expiry moves back out of the warning window (and holds).
     expiry_episode: int = 0
-    expiry_warned: bool = False
+    # The most urgent reminder given in this episode, in days (0: none yet).
+    expiry_level: int = 0
     expiry_outside: int = 0
     # When the pack was first missing from Kling's reply (None while it is there).
     absent_since: datetime | None = None
+    account: str = DEFAULT_ACCOUNT
 
     @property
     def key_id(self) -> str:
-        return key_part(self.identity or self.pack_id)
+        return scoped(self.account, key_part(self.identity or self.pack_id))
 
 
 def key_part(text: str, limit: int = MAX_ID_IN_KEY) -> str:
@@ -124,6 +128,7 @@ def fresh_state(pack: ResourcePack) -> PackState:
         pack.invalid_time,
         pack.purchase_time,
         identity=pack.pack_id,
+        account=pack.account,
     )
 
 
@@ -139,6 +144,7 @@ def detect_pack_events(
     `previous is None` means the very first poll: it only records a baseline, so nothing
     that was already expired, used up or bought is announced (no storm on install). Packs
     about to expire are still announced then: that is news, and exactly what the bot is for.
+    All of `packs` and `previous` belong to one account.
     """
     stored = dict(previous or {})
     seen_ids = {p.pack_id for p in packs}
@@ -218,23 +224,30 @@ def _expiry_step(
     state: PackState, pack: ResourcePack, now: datetime, warning_days: int
 ) -> tuple[PackState, list[PackEvent]]:
     level = expiry_level(pack, now, warning_days)
-    if level is not None:
-        # The most urgent level only: a pack first seen 20 hours from expiry gets the
-        # one-day warning, not both at once. Emitted at every poll in the window; the
-        # outbox key makes it one message.
+    warned = state.expiry_level
+    if level is not None and (not warned or level < warned):
+        # A reminder not yet given in this episode; the most urgent level only (a pack first
+        # seen 20 hours from expiry gets the one-day reminder, not both at once). Recorded in
+        # the state, so it is not detected again even after the outbox forgets it.
         key = _episode_key("expiring", state, f":{level}d", state.expiry_episode)
         event = PackEvent(key, EventKind.EXPIRING, pack, days=level)
-        return replace(state, expiry_warned=True, expiry_outside=0), [event]
-    outside = (
-        pack.status == PackStatus.ONLINE
-        and pack.invalid_time is not None
-        and pack.invalid_time - now > timedelta(days=warning_days)
+        return replace(state, expiry_level=level, expiry_outside=0), [event]
+    if level is not None and level == warned:
+        return (replace(state, expiry_outside=0) if state.expiry_outside else state), []
+    # Less urgent than the reminder already given: the expiry moved later (back out of the
+    # last-day window, or out of the window altogether). Once that holds, the next approach
+    # is a new episode with its own reminders.
+    moved_later = bool(warned) and (
+        level is not None
+        or (
+            pack.status == PackStatus.ONLINE
+            and pack.invalid_time is not None
+            and pack.invalid_time - now > timedelta(days=warning_days)
+        )
     )
-    if outside and state.expiry_warned:
-        # The expiry moved later than the window. Once that holds, the next approach is a
-        # new episode with its own reminders.
+    if moved_later:
         count = state.expiry_outside + 1
         if count >= HOLD_POLLS:
-            return replace(state, expiry_episode=state.expiry_episode + 1, expiry_warned=False, expiry_outside=0), []
+            return replace(state, expiry_episode=state.expiry_episode + 1, expiry_level=0, expiry_outside=0), []
         return replace(state, expiry_outside=count), []
     return (replace(state, expiry_outside=0) if state.expiry_outside else state), []

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from bot.domain.accounts import DEFAULT_ACCOUNT
+
 
 class PackStatus(StrEnum):
     TO_BE_ONLINE = "toBeOnline"
@@ -96,6 +98,8 @@ class ResourcePack:
     effective_time: datetime | None
     invalid_time: datetime | None
     status: Status
+    # The Kling account (its key) the pack belongs to; ids are unique only within one.
+    account: str = DEFAULT_ACCOUNT
 
     @property
     def family(self) -> str:
@@ -125,6 +129,7 @@ class FamilyTotal:
     pending_remaining: float = 0.0
     pending_packs: int = 0
     next_expiry: datetime | None = field(default=None)
+    account: str = DEFAULT_ACCOUNT
 
     @property
     def fraction_left(self) -> float | None:
@@ -144,12 +149,13 @@ class _FamilyAcc:
 
 
 def family_totals(packs: Iterable[ResourcePack]) -> list[FamilyTotal]:
-    """Totals per family, sorted by family name; families with no active pack are left out."""
-    acc: dict[str, _FamilyAcc] = {}
+    """Totals per account and family (never summed across accounts), sorted by account, then
+    family name; families with no active pack are left out."""
+    acc: dict[tuple[str, str], _FamilyAcc] = {}
     for pack in packs:
         if not pack.is_active:
             continue
-        row = acc.setdefault(pack.family, _FamilyAcc())
+        row = acc.setdefault((pack.account, pack.family), _FamilyAcc())
         if pack.status == PackStatus.ONLINE:
             row.remaining += pack.remaining
             row.total += pack.total
@@ -168,8 +174,9 @@ def family_totals(packs: Iterable[ResourcePack]) -> list[FamilyTotal]:
             pending_remaining=row.pending_remaining,
             pending_packs=row.pending,
             next_expiry=row.next_expiry,
+            account=account,
         )
-        for name, row in sorted(acc.items(), key=lambda kv: kv[0].casefold())
+        for (account, name), row in sorted(acc.items(), key=lambda kv: (kv[0][0], kv[0][1].casefold()))
     ]
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.domain.accounts import DEFAULT_ACCOUNT
 from bot.domain.packs import PackStatus, ResourcePack
 
 # Re-arm only this far above the threshold: 5 percentage points, or 10% of an absolute one.
@@ -94,6 +95,7 @@ class Level:
     family: str
     remaining: float
     total: float
+    account: str = DEFAULT_ACCOUNT
 
     @property
     def percent(self) -> float:
@@ -103,23 +105,33 @@ class Level:
         return self.percent if kind == ThresholdKind.PERCENT else self.remaining
 
 
-def family_levels(packs: Iterable[ResourcePack]) -> dict[str, Level]:
-    """Every family with an online pack, with the balance of its online packs.
+def family_levels(packs: Iterable[ResourcePack]) -> dict[tuple[str, str], Level]:
+    """Every family's usable balance: the sum over its online packs, keyed by (account,
+    family), never summed across accounts.
 
-    A family with none online (bought but not yet effective, or all ended) has no level:
-    it is not "below" anything, so it neither fires nor re-arms a threshold. Its run-out
-    and expiry are what the pack warnings are for.
+    A family with nothing online but a pack bought and not yet effective has no level: it is
+    not "below" anything until that pack is online, so it neither fires nor re-arms a
+    threshold. A family whose packs have all ended is at 0: it ran out.
     """
-    sums: dict[str, tuple[float, float]] = {}
+    sums: dict[tuple[str, str], tuple[float, float]] = {}
+    pending: set[tuple[str, str]] = set()
     for pack in packs:
-        if pack.status != PackStatus.ONLINE:
-            continue
-        remaining, total = sums.get(pack.family, (0.0, 0.0))
-        sums[pack.family] = (remaining + pack.remaining, total + pack.total)
-    return {family: Level(family, r, t) for family, (r, t) in sums.items()}
+        key = (pack.account, pack.family)
+        remaining, total = sums.get(key, (0.0, 0.0))
+        if pack.status == PackStatus.ONLINE:
+            remaining, total = remaining + pack.remaining, total + pack.total
+        elif pack.status == PackStatus.TO_BE_ONLINE:
+            pending.add(key)
+        sums[key] = (remaining, total)
+    return {
+        (account, family): Level(family, r, t, account)
+        for (account, family), (r, t) in sums.items()
+        if t > 0 or (account, family) not in pending
+    }
 
 
 def known_families(packs: Iterable[ResourcePack]) -> list[str]:
+    # Names only: the same family in two accounts is one name to type.
     """Every family the account has, whatever its packs' status, sorted for people."""
     return sorted({p.family for p in packs}, key=str.casefold)
 

@@ -102,6 +102,11 @@ class PackCache:
         finally:
             self._lock.release()
 
+    def while_busy(self, *, refresh: bool, wait_s: float) -> Snapshot:
+        """What a caller gets who stopped waiting for the fetch in flight after `wait_s`: the
+        last good answer (stale unless still within the TTL), or `KlingBusyError`."""
+        return self._while_busy(refresh, wait_s)
+
     def _while_busy(self, refresh: bool, wait_s: float) -> Snapshot:
         # Read without the lock. The fetch sets the answer before its time and this reads the
         # time first, so a race can only pair a new answer with the older time (judged stale),

@@ -3,6 +3,7 @@ deadline and size cap on every reply."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -13,6 +14,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from bot.clock import Clock
+from bot.domain.accounts import DEFAULT_ACCOUNT
 from bot.domain.packs import ResourcePack
 from bot.kling.auth import Credentials
 from bot.kling.errors import (
@@ -68,8 +70,13 @@ class KlingClient:
         retry_budget_s: float = RETRY_BUDGET_S,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         jitter: Callable[[], float] = random.random,
+        account: str = DEFAULT_ACCOUNT,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # Every pack fetched is tagged with its account; log lines name it when it is not the
+        # only one (the default account is never named).
+        self.account = account
+        self._log_prefix = "" if account == DEFAULT_ACCOUNT else f"[{account}] "
         self._credentials = credentials
         self._clock = clock
         self._lookback = timedelta(days=lookback_days)
@@ -117,7 +124,8 @@ class KlingClient:
             exc = state.outcome.exception() if state.outcome else None
             wait_s = state.next_action.sleep if state.next_action else 0.0
             log.warning(
-                "Kling request failed (%s); retry %d in %.1f s",
+                "%sKling request failed (%s); retry %d in %.1f s",
+                self._log_prefix,
                 exc.describe() if isinstance(exc, KlingError) else exc,
                 state.attempt_number,
                 wait_s,
@@ -213,8 +221,12 @@ class KlingClient:
             exc.retry_after_s = _retry_after(response)
             raise
         for skipped in parsed.skipped:
-            log.warning("Kling reply: skipped a pack the bot cannot read, showing the others: %s", skipped)
-        return parsed.packs
+            log.warning(
+                "%sKling reply: skipped a pack the bot cannot read, showing the others: %s", self._log_prefix, skipped
+            )
+        if self.account == DEFAULT_ACCOUNT:
+            return parsed.packs
+        return [dataclasses.replace(p, account=self.account) for p in parsed.packs]
 
     def _read_capped(self, response: httpx.Response, deadline: float, too_slow: KlingConnectionError) -> bytes:
         """The body, read as it arrives, given up once the deadline passes or it outgrows the cap.

@@ -17,6 +17,11 @@ PACKS_FIELD = "resource_pack_subscribe_infos"
 # inf and `round(inf)` crash every view. At 1e12, even a million packs sum to 1e18: finite,
 # and still exact enough to print as whole units.
 MAX_QUANTITY = 1e12
+# Real pack ids are 32-40 characters and names a few dozen. Longer ones are not data: the id
+# is a database key (PostgreSQL indexes at most ~2.7 KB per entry, 4 bytes a character), and
+# a name becomes a family that people subscribe to.
+MAX_PACK_ID = 512
+MAX_TEXT = 500
 # Pack times (ms since 1970) must lie in [1970, 9999): 0 means "not known yet", a negative one
 # is garbage, and a year's margin below datetime's end keeps date arithmetic on a far-future
 # "never expires" value from overflowing.
@@ -73,11 +78,16 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _str_field(raw: dict[str, Any], name: str, where: str) -> str:
+def _str_field(raw: dict[str, Any], name: str, where: str, *, max_length: int = MAX_TEXT) -> str:
     value = raw.get(name)
     if not isinstance(value, str):
         what = "missing" if value is None else f"not a string ({type(value).__name__})"
         raise MalformedReplyError(f"Kling reply field '{where}.{name}' is {what}", field=f"{where}.{name}")
+    if len(value) > max_length:
+        raise MalformedReplyError(
+            f"Kling reply field '{where}.{name}' is {len(value):,} characters long (at most {max_length:,})",
+            field=f"{where}.{name}",
+        )
     return value
 
 
@@ -130,7 +140,7 @@ def parse_pack(raw: Any, index: int) -> ResourcePack:
         raise MalformedReplyError(f"Kling reply field '{where}' is not an object", field=where)
     return ResourcePack(
         name=_str_field(raw, "resource_pack_name", where),
-        pack_id=_str_field(raw, "resource_pack_id", where),
+        pack_id=_str_field(raw, "resource_pack_id", where, max_length=MAX_PACK_ID),
         pack_type=parse_type(_str_field(raw, "resource_pack_type", where)),
         total=_quantity(raw, "total_quantity", where),
         remaining=_quantity(raw, "remaining_quantity", where),

@@ -30,10 +30,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bot.domain.accounts import DEFAULT_ACCOUNT
 from bot.domain.alerts import PackState
 from bot.store import schema as s
 
 log = logging.getLogger(__name__)
+
+
+# Any fixed number: the advisory lock that serialises schema migrations across replicas.
+MIGRATION_LOCK_ID = 0x6B6C696E67
 
 
 def to_ms(when: datetime) -> int:
@@ -77,6 +82,11 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _baseline_key(account: str) -> str:
+    # The default account keeps the key earlier releases wrote, so an upgrade is no new start.
+    return "baseline_at" if account == DEFAULT_ACCOUNT else f"baseline_at:{account}"
+
+
 def _state_row(state: PackState) -> dict[str, Any]:
     """The stored columns of a pack state (all but the id and the bookkeeping times)."""
     return {
@@ -90,7 +100,7 @@ def _state_row(state: PackState) -> dict[str, Any]:
         "episode": state.episode,
         "pending_status": state.pending_status,
         "expiry_episode": state.expiry_episode,
-        "expiry_warned": state.expiry_warned,
+        "expiry_level": state.expiry_level,
         "expiry_outside": state.expiry_outside,
         "absent_since": to_ms(state.absent_since) if state.absent_since else None,
     }
@@ -109,9 +119,10 @@ def _pack_state(r: Any) -> PackState:
         episode=r["episode"] or 0,
         pending_status=r["pending_status"],
         expiry_episode=r["expiry_episode"] or 0,
-        expiry_warned=bool(r["expiry_warned"]),
+        expiry_level=r["expiry_level"] or 0,
         expiry_outside=r["expiry_outside"] or 0,
         absent_since=from_ms(r["absent_since"]),
+        account=r["account"],
     )
 
 
@@ -134,6 +145,8 @@ class SubscriptionRow:
     family: str
     kind: str
     value: float
+    # "" for every account.
+    account: str = ""
 
 
 class Store:
@@ -154,7 +167,11 @@ class Store:
             )
         for index in range(version, s.SCHEMA_VERSION):
             with self.transaction() as tx:
-                # Another replica may have migrated meanwhile; the version check is inside the lock.
+                # Another replica may be migrating too (web and worker start together): take
+                # the lock first (SQLite's BEGIN IMMEDIATE already holds it; PostgreSQL needs
+                # an advisory lock), then re-read the version inside it.
+                if tx.conn.dialect.name == "postgresql":
+                    tx.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
                 if s.current_version(tx.conn) > index:
                     continue
                 s.MIGRATIONS[index](tx.conn)
@@ -185,11 +202,12 @@ class Tx:
 
     # -- packs ------------------------------------------------------------------------------
 
-    def pack_states(self) -> dict[str, PackState] | None:
-        """The state after the last poll, or None before the first poll ever (no baseline)."""
-        if self.get_meta("baseline_at") is None:
+    def pack_states(self, account: str = DEFAULT_ACCOUNT) -> dict[str, PackState] | None:
+        """One account's state after its last poll, or None before its first poll (no baseline:
+        an account added later is baselined on its own)."""
+        if self.get_meta(_baseline_key(account)) is None:
             return None
-        rows = self.conn.execute(select(s.pack_state)).mappings()
+        rows = self.conn.execute(select(s.pack_state).where(s.pack_state.c.account == account)).mappings()
         return {r["pack_id"]: _pack_state(r) for r in rows}
 
     def save_packs(
@@ -199,6 +217,7 @@ class Tx:
         now: datetime,
         *,
         reissued: Sequence[tuple[str, str]] = (),
+        account: str = DEFAULT_ACCOUNT,
     ) -> int:
         """Store each pack's state where it changed, and a snapshot where its remaining
         quantity changed; `reissued` packs (old id, new id) move to their new id.
@@ -208,11 +227,21 @@ class Tx:
         """
         now_ms = to_ms(now)
         previous = previous or {}
+        mine = s.pack_state.c.account == account
         if reissued:
-            self.conn.execute(delete(s.pack_state).where(s.pack_state.c.pack_id.in_([old for old, _ in reissued])))
+            # Re-keyed in place, so first_seen and status_changed_at (which the digest reads)
+            # stay what they were: it is the same pack.
+            self.conn.execute(
+                update(s.pack_state)
+                .where(mine, s.pack_state.c.pack_id == bindparam("old"))
+                .values(pack_id=bindparam("new")),
+                [{"old": old, "new": new} for old, new in reissued],
+            )
             # The pack's history follows it to its new id: trends and usage stay continuous.
             self.conn.execute(
-                update(s.snapshots).where(s.snapshots.c.pack_id == bindparam("old")).values(pack_id=bindparam("new")),
+                update(s.snapshots)
+                .where(s.snapshots.c.account == account, s.snapshots.c.pack_id == bindparam("old"))
+                .values(pack_id=bindparam("new")),
                 [{"old": old, "new": new} for old, new in reissued],
             )
         moved = {new: old for old, new in reissued}
@@ -223,9 +252,10 @@ class Tx:
         for pack_id, state in states.items():
             before = previous.get(moved.get(pack_id, pack_id))
             values = _state_row(state)
-            if before is None or pack_id in moved:
+            if before is None:
                 new_rows.append(
                     {
+                        "account": account,
                         "pack_id": pack_id,
                         **values,
                         "last_changed": now_ms,
@@ -240,24 +270,32 @@ class Tx:
                 else:
                     changed.append(row)
             if state.absent_since is None and (before is None or before.remaining != state.remaining):
-                snapshot_rows.append({"pack_id": pack_id, "at": now_ms, "remaining": state.remaining})
+                # (A re-issued pack's snapshots moved with it: a snapshot only if it changed.)
+                snapshot_rows.append(
+                    {"account": account, "pack_id": pack_id, "at": now_ms, "remaining": state.remaining}
+                )
         if new_rows:
             # Upsert, not insert: another replica may have stored the same new pack meanwhile.
-            self._upsert_many(s.pack_state, new_rows, ["pack_id"])
+            self._upsert_many(s.pack_state, new_rows, ["account", "pack_id"])
         for rows in (changed, status_changed):
             if rows:
                 columns = [k for k in rows[0] if k != "b_pack_id"]
                 self.conn.execute(
                     update(s.pack_state)
-                    .where(s.pack_state.c.pack_id == bindparam("b_pack_id"))
+                    .where(mine, s.pack_state.c.pack_id == bindparam("b_pack_id"))
                     .values({c: bindparam(c) for c in columns}),
                     rows,
                 )
         if snapshot_rows:
             self.conn.execute(insert(s.snapshots), snapshot_rows)
-        if self.get_meta("baseline_at") is None:
-            self.set_meta("baseline_at", str(now_ms))
+        if self.get_meta(_baseline_key(account)) is None:
+            self.set_meta(_baseline_key(account), str(now_ms))
         return len(snapshot_rows)
+
+    def baseline_at(self, account: str = DEFAULT_ACCOUNT) -> datetime | None:
+        """When the bot first polled this account: its history starts there."""
+        value = self.get_meta(_baseline_key(account))
+        return from_ms(int(value)) if value else None
 
     def prune(
         self,
@@ -295,24 +333,26 @@ class Tx:
         ).mappings()
         return [dict(r) for r in rows]
 
-    def remaining_since(self, when: datetime) -> dict[str, float]:
-        """Each pack's remaining quantity at `when`: the last snapshot at or before it, or for a
-        pack first seen later, the first snapshot of it."""
+    def remaining_since(self, when: datetime) -> dict[tuple[str, str], float]:
+        """Each (account, pack)'s remaining quantity at `when`: the last snapshot at or before
+        it, or for a pack first seen later, the first snapshot of it."""
         at_ms = to_ms(when)
+        snap = s.snapshots.c
 
-        def snapshot_rows(pick: Any, condition: Any) -> dict[str, float]:
+        def snapshot_rows(pick: Any, condition: Any) -> dict[tuple[str, str], float]:
             chosen = (
-                select(s.snapshots.c.pack_id, pick(s.snapshots.c.at).label("at"))
+                select(snap.account, snap.pack_id, pick(snap.at).label("at"))
                 .where(condition)
-                .group_by(s.snapshots.c.pack_id)
+                .group_by(snap.account, snap.pack_id)
                 .subquery()
             )
             rows = self.conn.execute(
-                select(s.snapshots.c.pack_id, s.snapshots.c.remaining).join(
-                    chosen, and_(s.snapshots.c.pack_id == chosen.c.pack_id, s.snapshots.c.at == chosen.c.at)
+                select(snap.account, snap.pack_id, snap.remaining).join(
+                    chosen,
+                    and_(snap.account == chosen.c.account, snap.pack_id == chosen.c.pack_id, snap.at == chosen.c.at),
                 )
             )
-            return {pack_id: remaining for pack_id, remaining in rows}
+            return {(account, pack_id): remaining for account, pack_id, remaining in rows}
 
         later = snapshot_rows(func.min, s.snapshots.c.at > at_ms)
         return {**later, **snapshot_rows(func.max, s.snapshots.c.at <= at_ms)}
@@ -462,11 +502,20 @@ class Tx:
 
     # -- subscriptions ----------------------------------------------------------------------
 
-    def add_subscription(self, user_id: str, family: str, kind: str, value: float, now: datetime) -> bool:
+    def add_subscription(
+        self, user_id: str, family: str, kind: str, value: float, now: datetime, *, account: str = ""
+    ) -> bool:
         return self._insert_ignore(
             s.subscriptions,
-            {"user_id": user_id, "family": family, "kind": kind, "value": value, "created_at": to_ms(now)},
-            ["user_id", "family", "kind", "value"],
+            {
+                "user_id": user_id,
+                "account": account,
+                "family": family,
+                "kind": kind,
+                "value": value,
+                "created_at": to_ms(now),
+            },
+            ["user_id", "account", "family", "kind", "value"],
         )
 
     def subscriptions(self, user_id: str | None = None) -> list[SubscriptionRow]:
@@ -474,7 +523,7 @@ class Tx:
         if user_id is not None:
             query = query.where(s.subscriptions.c.user_id == user_id)
         return [
-            SubscriptionRow(r["id"], r["user_id"], r["family"], r["kind"], r["value"])
+            SubscriptionRow(r["id"], r["user_id"], r["family"], r["kind"], r["value"], r["account"])
             for r in self.conn.execute(query).mappings()
         ]
 

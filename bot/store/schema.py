@@ -22,8 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    exists,
-    literal,
+    bindparam,
     select,
     update,
 )
@@ -44,6 +43,8 @@ meta = Table(
 pack_state = Table(
     "pack_state",
     metadata,
+    # Since version 3: pack ids are unique only within a Kling account.
+    Column("account", Text, primary_key=True, default="default"),
     Column("pack_id", Text, primary_key=True),
     Column("name", Text, nullable=False),
     Column("status", Text, nullable=False),
@@ -60,7 +61,8 @@ pack_state = Table(
     Column("episode", Integer, nullable=False, default=0),
     Column("pending_status", Text),
     Column("expiry_episode", Integer, nullable=False, default=0),
-    Column("expiry_warned", Boolean, nullable=False, default=False),
+    # The most urgent expiry reminder given in this episode, in days (0: none yet).
+    Column("expiry_level", Integer, nullable=False, default=0),
     Column("expiry_outside", Integer, nullable=False, default=0),
     Column("absent_since", BigInteger),
 )
@@ -73,6 +75,7 @@ snapshots = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("pack_id", Text, nullable=False),
     Column("at", BigInteger, nullable=False),
+    Column("account", Text, nullable=False, default="default"),  # since version 3
     Column("remaining", Float, nullable=False),
     Index("ix_snapshots_pack_at", "pack_id", "at"),
     Index("ix_snapshots_at", "at"),
@@ -112,7 +115,9 @@ subscriptions = Table(
     Column("kind", String(16), nullable=False),
     Column("value", Float, nullable=False),
     Column("created_at", BigInteger, nullable=False),
-    UniqueConstraint("user_id", "family", "kind", "value", name="uq_subscription"),
+    # Since version 3: "" means every account, each family of each on its own.
+    Column("account", Text, nullable=False, default=""),
+    UniqueConstraint("user_id", "account", "family", "kind", "value", name="uq_subscription"),
 )
 
 # Only states that differ from the default (armed, no crossings yet) are stored.
@@ -208,30 +213,65 @@ def _v2(conn: Connection) -> None:
             ("subscription_state", "family"),
         ):
             conn.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT")
-    false = "FALSE" if postgres else "0"
     for column in (
         "purchase_time BIGINT",
         "identity TEXT",
         "episode INTEGER NOT NULL DEFAULT 0",
         "pending_status TEXT",
         "expiry_episode INTEGER NOT NULL DEFAULT 0",
-        f"expiry_warned BOOLEAN NOT NULL DEFAULT {false}",
+        "expiry_level INTEGER NOT NULL DEFAULT 0",
         "expiry_outside INTEGER NOT NULL DEFAULT 0",
         "absent_since BIGINT",
     ):
         conn.exec_driver_sql(f"ALTER TABLE pack_state ADD COLUMN {column}")
-    # A pack already warned about expiring is marked so: an expiry moving later re-arms it.
-    warned = literal("expiring:") + pack_state.c.pack_id + literal(":%")
-    conn.execute(
-        update(pack_state)
-        .where(exists(select(outbox.c.id).where(outbox.c.key.like(warned))))
-        .values(expiry_warned=True)
-    )
+    # Record the expiry reminders earlier releases sent ("expiring:<pack id>:<days>d"), so
+    # none is given again and an expiry moving later re-arms them.
+    levels: dict[str, int] = {}
+    for (key,) in conn.exec_driver_sql("SELECT key FROM outbox WHERE key LIKE 'expiring:%%'"):
+        pack_id, _, days = key.removeprefix("expiring:").rpartition(":")
+        if days.endswith("d") and days[:-1].isdigit():
+            levels[pack_id] = min(levels.get(pack_id, 10**6), int(days[:-1]))
+    if levels:
+        conn.execute(
+            update(pack_state).where(pack_state.c.pack_id == bindparam("b_id")).values(expiry_level=bindparam("lvl")),
+            [{"b_id": k, "lvl": v} for k, v in levels.items()],
+        )
     conn.exec_driver_sql("ALTER TABLE outbox ADD COLUMN skipped_reason TEXT")
 
 
+def _v3(conn: Connection) -> None:
+    """Several Kling accounts: the account in pack_state's key, in snapshots and in
+    subscriptions. Everything stored so far belongs to the `default` account."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ALTER TABLE pack_state ADD COLUMN account TEXT NOT NULL DEFAULT 'default'")
+        conn.exec_driver_sql("ALTER TABLE pack_state DROP CONSTRAINT pack_state_pkey")
+        conn.exec_driver_sql("ALTER TABLE pack_state ADD PRIMARY KEY (account, pack_id)")
+        conn.exec_driver_sql("ALTER TABLE subscriptions ADD COLUMN account TEXT NOT NULL DEFAULT ''")
+        conn.exec_driver_sql("ALTER TABLE subscriptions DROP CONSTRAINT uq_subscription")
+        conn.exec_driver_sql(
+            "ALTER TABLE subscriptions ADD CONSTRAINT uq_subscription UNIQUE (user_id, account, family, kind, value)"
+        )
+    else:
+        # SQLite cannot change a key or a constraint in place: copy into the new shape. (The
+        # tables above are that shape today; a later version changing them must freeze this.)
+        _sqlite_rebuild(conn, pack_state, {"account": "'default'"})
+        _sqlite_rebuild(conn, subscriptions, {"account": "''"})
+    conn.exec_driver_sql("ALTER TABLE snapshots ADD COLUMN account TEXT NOT NULL DEFAULT 'default'")
+
+
+def _sqlite_rebuild(conn: Connection, table: Table, new_columns: dict[str, str]) -> None:
+    old = f"{table.name}_before_rebuild"
+    conn.exec_driver_sql(f"ALTER TABLE {table.name} RENAME TO {old}")
+    table.create(conn)
+    kept = ", ".join(c.name for c in table.columns if c.name not in new_columns)
+    added = ", ".join(new_columns)
+    values = ", ".join(new_columns.values())
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({kept}, {added}) SELECT {kept}, {values} FROM {old}")
+    conn.exec_driver_sql(f"DROP TABLE {old}")
+
+
 # Append only. Each step takes the schema from version i to i+1.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -5,7 +5,7 @@ Every message says whether it will repeat, so nobody has to guess.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -54,10 +54,24 @@ def family_advice(pack: ResourcePack, packs: Sequence[ResourcePack], now: dateti
     return f"{family} has nothing left: buy a new pack in the Kling console to keep generating."
 
 
-def pack_event_message(event: PackEvent, now: datetime, packs: Sequence[ResourcePack] = ()) -> Message:
-    """A pack warning; `packs` (everything Kling reported) says what the rest of its family holds."""
+def in_account(account: str, names: Mapping[str, str] | None) -> str:
+    """" (account *studio*)" when several accounts are watched; nothing with one."""
+    if not names:
+        return ""
+    return f" (account *{mrkdwn_escape(names.get(account, account))}*)"
+
+
+def pack_event_message(
+    event: PackEvent,
+    now: datetime,
+    packs: Sequence[ResourcePack] = (),
+    *,
+    account_names: Mapping[str, str] | None = None,
+) -> Message:
+    """A pack warning; `packs` (everything its account reported) says what the rest of its
+    family holds; `account_names` (several accounts) names the account."""
     pack = event.pack
-    name = f"*{mrkdwn_escape(pack.name)}*"
+    name = f"*{mrkdwn_escape(pack.name)}*{in_account(pack.account, account_names)}"
     balance = f"{quantity(pack.remaining)} / {quantity(pack.total)} left"
     once = "You will not be warned again about this pack unless it comes back and ends again."
     once_short = "Said once."
@@ -142,14 +156,22 @@ def describe_rearm(threshold: Threshold) -> str:
     return f"{quantity(round(threshold.rearm_at, 2))} units"
 
 
-def threshold_dm(threshold: Threshold, level: Level, *, family_filter: str) -> Message:
-    scope = f"*{mrkdwn_escape(level.family)}*"
+def threshold_dm(
+    threshold: Threshold,
+    level: Level,
+    *,
+    family_filter: str,
+    account_filter: str = "",
+    account_names: Mapping[str, str] | None = None,
+) -> Message:
+    scope = f"*{mrkdwn_escape(level.family)}*{in_account(level.account, account_names)}"
     now_text = f"{quantity(level.remaining)} / {quantity(level.total)} left ({level.percent:.0f}%)"
     if level.total <= 0:
         now_text = "no active pack left"
     unsubscribe = (
         f"`{COMMAND} unsubscribe {describe_threshold(threshold).replace(' units', '')}"
         + (f" for {mrkdwn_escape(family_filter)}" if family_filter else "")
+        + (f" on {mrkdwn_escape((account_names or {}).get(account_filter, account_filter))}" if account_filter else "")
         + "`"
     )
     return _message(

@@ -8,10 +8,11 @@ pack list is cut with a line saying how to see the rest.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.domain.packs import FamilyTotal, PackStatus, ResourcePack, family_totals, select_packs, status_label
+from bot.kling.accounts import AllBalances
 from bot.kling.cache import Snapshot
 from bot.kling.errors import KlingError
 from bot.views.blocks import (
@@ -159,6 +160,74 @@ def balance_message(
     fallback_lines += [_fallback_line(t) for t in totals if t.online_packs]
     fallback_lines.append(LAG_NOTE)
     return {"text": plain("\n".join(fallback_lines)), "blocks": blocks}
+
+
+def balances_message(
+    balances: AllBalances,
+    now: datetime,
+    *,
+    include_inactive: bool = False,
+    name_filter: str = "",
+) -> Message:
+    """The reply for every account asked. One account: exactly `balance_message` (or the
+    error). Several: a section per account, its totals and packs, and one plain sentence for
+    each account that could not be read; totals are never summed across accounts."""
+    if not balances.multi:
+        [answer] = balances.accounts
+        if answer.snapshot is None:
+            assert answer.error is not None
+            return error_message(answer.error)
+        return balance_message(answer.snapshot, now, include_inactive=include_inactive, name_filter=name_filter)
+    shown_filter = mrkdwn_escape(name_filter.strip(), keep_markup=True)
+    title = "Kling balance" + (f": “{shown_filter}”" if shown_filter else "")
+    blocks: list[dict[str, Any]] = [header(title)]
+    fallback = ["Kling balance" + (" (stale)" if any(a.stale for a in balances.accounts) else "")]
+    budget = MAX_PACKS_LISTED
+    hidden_total = 0
+    for answer in balances.accounts:
+        name = mrkdwn_escape(answer.account.name)
+        if answer.snapshot is None:
+            public = answer.error.public_message if answer.error else "Kling did not answer."
+            blocks.append(section(f":warning: *Account {name}*: couldn't get its balances. {mrkdwn_escape(public)}"))
+            fallback.append(f"Account {name}: could not be read.")
+            continue
+        snapshot = answer.snapshot
+        packs = select_packs(snapshot.packs, include_inactive=include_inactive, name_filter=name_filter)
+        matching_all = select_packs(snapshot.packs, include_inactive=True, name_filter=name_filter)
+        hidden_total += len(matching_all) - len(packs)
+        totals = family_totals(matching_all)
+        lines = [f":office: *Account {name}*"]
+        note = stale_note(snapshot, now)
+        if note:
+            lines.append(note)
+        if packs or totals:
+            lines += [family_line(t, now) for t in totals]
+        else:
+            lines.append(_empty_text(snapshot, name_filter=name_filter, hidden_inactive=len(matching_all)))
+        family_blocks, _ = chunk_sections(lines, max_sections=2)
+        blocks.extend(family_blocks)
+        listed = packs[:budget]
+        budget -= len(listed)
+        if listed:
+            pack_blocks, _ = chunk_sections([pack_entry(p, now) for p in listed], max_sections=3, separator="\n\n")
+            blocks.extend(pack_blocks)
+        blocks.append({"type": "divider"})
+        fallback += [f"{name} / {_fallback_line(t)}" for t in totals if t.online_packs]
+    if len(blocks) > MAX_BLOCKS - 2:
+        blocks = blocks[: MAX_BLOCKS - 2]
+        blocks.append(context(f"…more not shown: `{COMMAND} &lt;account name&gt;` shows one account."))
+    fetched = [a.snapshot.fetched_at for a in balances.readable if a.snapshot]
+    parts = [LAG_NOTE]
+    if fetched:
+        oldest = min(fetched)
+        parts.append(f"Fetched from Kling {slack_date(oldest)} ({age(max(timedelta(0), now - oldest))} ago).")
+    if budget <= 0:
+        parts.append(f"Past {MAX_PACKS_LISTED} packs the list is cut: `{COMMAND} &lt;account name&gt;` narrows it.")
+    if not include_inactive and hidden_total:
+        parts.append(f"{hidden_total} expired or used-up pack(s) hidden: `{COMMAND} all` shows them.")
+    blocks.append(context(" ".join(parts)))
+    fallback.append(LAG_NOTE)
+    return {"text": plain("\n".join(fallback)), "blocks": blocks}
 
 
 def _empty_text(snapshot: Snapshot, *, name_filter: str, hidden_inactive: int) -> str:

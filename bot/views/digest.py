@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.domain.packs import FamilyTotal, PackStatus, ResourcePack
+from bot.views.alerts import in_account
 from bot.views.balance import COMMAND, family_line
 from bot.views.blocks import context, header, plain, section
 from bot.views.format import LAG_NOTE, mrkdwn_escape, quantity, relative, slack_date
@@ -38,6 +39,10 @@ class DigestData:
     # less than the period); None when there is no history at all yet.
     history_from: datetime | None = None
     has_history: bool = True
+    # Several accounts: display names by key (sections and lines name the account), and the
+    # accounts that could not be asked for this digest.
+    account_names: Mapping[str, str] | None = None
+    failed_accounts: Sequence[str] = ()
 
 
 def _listed(lines: list[str], what: str) -> str:
@@ -63,10 +68,21 @@ def digest_message(data: DigestData) -> dict[str, Any]:
     if data.stale_note:
         blocks.append(section(f":warning: {mrkdwn_escape(data.stale_note)}"))
 
+    names = data.account_names
+    for account in data.failed_accounts:
+        label = (names or {}).get(account, account)
+        blocks.append(
+            section(f":warning: Kling could not be asked for account *{mrkdwn_escape(label)}*: it is missing here.")
+        )
+        fallback.append(f"Account {mrkdwn_escape(label)}: Kling could not be asked.")
     period = _period(data)
     if data.usage:
         lines = []
+        last_account = None
         for row in data.usage:
+            if names and row.total.account != last_account:
+                last_account = row.total.account
+                lines.append(f"_Account_ *{mrkdwn_escape(names.get(last_account, last_account))}*")
             line = family_line(row.total, data.now)
             used = f"used {quantity(row.used)} {period}" if data.has_history else "usage: no history yet"
             line += f"\n      {used}"
@@ -76,7 +92,8 @@ def digest_message(data: DigestData) -> dict[str, Any]:
                 if row.total.online_packs
                 else f"nothing active yet (+{quantity(row.total.pending_remaining)} not yet active)"
             )
-            fallback.append(f"{mrkdwn_escape(row.total.family)}: {left}, {used}")
+            where = f"{mrkdwn_escape(names.get(row.total.account, row.total.account))} / " if names else ""
+            fallback.append(f"{where}{mrkdwn_escape(row.total.family)}: {left}, {used}")
         blocks.append(section("*Balances*\n" + _listed(lines, "families")))
     elif data.any_packs:
         blocks.append(section("*Balances*\nNo active packs: everything has expired or been used up."))
@@ -87,7 +104,7 @@ def digest_message(data: DigestData) -> dict[str, Any]:
 
     if data.expiring:
         lines = [
-            f"• *{mrkdwn_escape(p.name)}*: {quantity(p.remaining)} left, expires "
+            f"• *{mrkdwn_escape(p.name)}*{in_account(p.account, names)}: {quantity(p.remaining)} left, expires "
             f"{slack_date(p.invalid_time)} ({relative(p.invalid_time, data.now)})"
             for p in data.expiring
             if p.invalid_time
@@ -98,10 +115,11 @@ def digest_message(data: DigestData) -> dict[str, Any]:
     if data.ended:
         lines = []
         for p in data.ended:
+            name = f"*{mrkdwn_escape(p.name)}*{in_account(p.account, names)}"
             if p.status == PackStatus.RUN_OUT:
-                lines.append(f"• *{mrkdwn_escape(p.name)}* was used up")
+                lines.append(f"• {name} was used up")
             else:
-                lines.append(f"• *{mrkdwn_escape(p.name)}* expired with {quantity(p.remaining)} unused")
+                lines.append(f"• {name} expired with {quantity(p.remaining)} unused")
         blocks.append(section(f"*Ended {period}*\n" + _listed(lines, "packs")))
         fallback.append(f"{len(data.ended)} pack(s) ended.")
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.slack.command_text import UsageProblem
+from bot.domain.commands import UsageProblem
 from bot.store.db import SubscriptionRow
 from bot.subscriptions import Subscribed, UnknownFamily, Unsubscribed, threshold_of
-from bot.views.alerts import describe_rearm, describe_threshold
+from bot.views.alerts import describe_rearm, describe_threshold, in_account
 from bot.views.balance import COMMAND
 from bot.views.blocks import plain, section
 from bot.views.format import LAG_NOTE, mrkdwn_escape, quantity
@@ -21,12 +21,15 @@ def _reply(text: str) -> Message:
     return {"text": plain(text), "blocks": [section(text)]}
 
 
-def _scope(family: str) -> str:
-    return f"*{mrkdwn_escape(family)}*" if family else "any family"
+def _scope(family: str, account: str = "", names: Mapping[str, str] | None = None) -> str:
+    text = f"*{mrkdwn_escape(family)}*" if family else "any family"
+    if names:
+        text += f" on account *{mrkdwn_escape(names.get(account, account))}*" if account else " on any account"
+    return text
 
 
-def _row_text(row: SubscriptionRow) -> str:
-    return f"below {describe_threshold(threshold_of(row))} for {_scope(row.family)}"
+def _row_text(row: SubscriptionRow, names: Mapping[str, str] | None = None) -> str:
+    return f"below {describe_threshold(threshold_of(row))} for {_scope(row.family, row.account, names)}"
 
 
 # A problem is the bot's own mrkdwn (code spans included) quoting what was typed in “…”.
@@ -41,7 +44,7 @@ def usage_message(problem: UsageProblem) -> Message:
     return _reply(f"{said}\nUsage: {mrkdwn_escape(problem.usage, keep_markup=True)}")
 
 
-def subscribed_message(result: Subscribed | UnknownFamily) -> Message:
+def subscribed_message(result: Subscribed | UnknownFamily, account_names: Mapping[str, str] | None = None) -> Message:
     if isinstance(result, UnknownFamily):
         typed = mrkdwn_escape(result.typed)
         listed = mrkdwn_escape(", ".join(result.families[:20])) or "none yet"
@@ -54,7 +57,7 @@ def subscribed_message(result: Subscribed | UnknownFamily) -> Message:
             f"No pack family matches “{typed}”. Families on this account: {listed}. "
             "Nothing was saved; try again with one of those."
         )
-    what = f"below {describe_threshold(result.threshold)} for {_scope(result.family)}"
+    what = f"below {describe_threshold(result.threshold)} for {_scope(result.family, result.account, account_names)}"
     if not result.created:
         return _reply(f"You already have this one: DM when {what}. `{COMMAND} subscriptions` lists yours.")
     lines = [
@@ -71,8 +74,8 @@ def subscribed_message(result: Subscribed | UnknownFamily) -> Message:
     below = [lvl for lvl in result.levels if lvl.measure(result.threshold.kind) < result.threshold.value]
     for level in result.levels[:10]:
         lines.append(
-            f"• {mrkdwn_escape(level.family)}: {quantity(level.remaining)} / {quantity(level.total)} "
-            f"left ({level.percent:.0f}%) now"
+            f"• {mrkdwn_escape(level.family)}{in_account(level.account, account_names)}: "
+            f"{quantity(level.remaining)} / {quantity(level.total)} left ({level.percent:.0f}%) now"
         )
     for family in result.inactive[:10]:
         lines.append(f"• {mrkdwn_escape(family)}: nothing active yet, so nothing to compare until a pack is online")
@@ -83,10 +86,10 @@ def subscribed_message(result: Subscribed | UnknownFamily) -> Message:
     return _reply("\n".join(lines))
 
 
-def subscriptions_message(rows: Sequence[SubscriptionRow]) -> Message:
+def subscriptions_message(rows: Sequence[SubscriptionRow], account_names: Mapping[str, str] | None = None) -> Message:
     if not rows:
         return _reply(f"You have no threshold subscriptions. Add one with `{COMMAND} subscribe 20%`.")
-    lines = ["*Your threshold DMs*"] + [f"• {_row_text(row)}" for row in rows[:40]]
+    lines = ["*Your threshold DMs*"] + [f"• {_row_text(row, account_names)}" for row in rows[:40]]
     if len(rows) > 40:
         lines.append(f"…and {len(rows) - 40} more.")
     lines.append(
@@ -98,12 +101,12 @@ def subscriptions_message(rows: Sequence[SubscriptionRow]) -> Message:
     return _reply("\n".join(lines))
 
 
-def unsubscribed_message(result: Unsubscribed) -> Message:
+def unsubscribed_message(result: Unsubscribed, account_names: Mapping[str, str] | None = None) -> Message:
     if result.ambiguous:
         return _reply(
             f"You have {len(result.ambiguous)} subscriptions; say which to stop, or `{COMMAND} unsubscribe all`:\n"
-            + "\n".join(f"• {_row_text(row)}" for row in result.ambiguous[:40])
+            + "\n".join(f"• {_row_text(row, account_names)}" for row in result.ambiguous[:40])
         )
     if not result.removed:
         return _reply(f"Nothing matched, so nothing changed. `{COMMAND} subscriptions` lists yours.")
-    return _reply("Stopped: " + "; ".join(_row_text(row) for row in result.removed[:40]) + ".")
+    return _reply("Stopped: " + "; ".join(_row_text(row, account_names) for row in result.removed[:40]) + ".")

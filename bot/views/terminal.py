@@ -1,37 +1,77 @@
-"""The balance as a terminal table and as JSON, for `kling-bot balance`."""
+"""The balance as a terminal table and as JSON, for `kling-bot balance`. The terminal is for
+whoever runs the bot, so errors keep their details here (hosts, codes, settings)."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 from bot.domain.packs import family_totals, select_packs, status_label
-from bot.kling.cache import Snapshot
+from bot.kling.accounts import AccountBalance, AllBalances
 from bot.kling.parse import pack_to_api_dict
 from bot.views.format import LAG_NOTE, age, iso_utc, percent, quantity, relative, utc_text
 
 
-def balance_json(snapshot: Snapshot, *, include_inactive: bool) -> str:
-    packs = select_packs(snapshot.packs, include_inactive=include_inactive)
-    payload = {
-        "fetched_at": iso_utc(snapshot.fetched_at),
-        "stale": snapshot.stale,
-        "packs": [
-            {
+def balance_json(balances: AllBalances, *, include_inactive: bool) -> str:
+    """{"fetched_at", "stale", "packs"}; with several accounts each pack has its "account" and
+    "errors" lists the accounts that could not be read."""
+    readable = balances.readable
+    fetched = min((a.snapshot.fetched_at for a in readable if a.snapshot), default=None)
+    packs: list[dict[str, Any]] = []
+    for answer in readable:
+        for p in select_packs(answer.packs, include_inactive=include_inactive):
+            row: dict[str, Any] = {
                 **pack_to_api_dict(p),
                 "purchase_time": iso_utc(p.purchase_time),
                 "effective_time": iso_utc(p.effective_time),
                 "invalid_time": iso_utc(p.invalid_time),
             }
-            for p in packs
-        ],
+            if balances.multi:
+                row["account"] = answer.account.name
+            packs.append(row)
+    payload: dict[str, Any] = {
+        "fetched_at": iso_utc(fetched),
+        "stale": any(a.stale for a in readable),
+        "packs": packs,
     }
-    if snapshot.stale and snapshot.error:
-        payload["stale_reason"] = snapshot.error.describe()
+    stale = [a for a in readable if a.stale and a.error]
+    if stale:
+        payload["stale_reason"] = "; ".join(_named(a, balances.multi) + a.error.describe() for a in stale if a.error)
+    if balances.multi:
+        payload["errors"] = [
+            {"account": a.account.name, "message": f"{a.error.describe()}. {a.error.advice}" if a.error else ""}
+            for a in balances.failed
+        ]
     return json.dumps(payload, indent=2, ensure_ascii=False)
 
 
-def balance_table(snapshot: Snapshot, now: datetime, *, include_inactive: bool) -> str:
+def _named(answer: AccountBalance, multi: bool) -> str:
+    return f"account {answer.account.name}: " if multi else ""
+
+
+def balance_table(balances: AllBalances, now: datetime, *, include_inactive: bool) -> str:
+    """One table (with several accounts, one section per account) and totals per family."""
+    lines: list[str] = []
+    for answer in balances.accounts:
+        if balances.multi:
+            if lines:
+                lines.append("")
+            lines.append(f"== Account {answer.account.name} ==")
+        if answer.snapshot is None:
+            error = answer.error
+            lines.append(f"ERROR: could not be read: {error.describe()}. {error.advice}" if error else "ERROR")
+            continue
+        lines.extend(_account_table(answer, now, include_inactive=include_inactive))
+    lines.append("")
+    fetched = [a.snapshot.fetched_at for a in balances.readable if a.snapshot]
+    lines.append(f"{LAG_NOTE}" + (f" Fetched {utc_text(min(fetched))}." if fetched else ""))
+    return "\n".join(lines)
+
+
+def _account_table(answer: AccountBalance, now: datetime, *, include_inactive: bool) -> list[str]:
+    snapshot = answer.snapshot
+    assert snapshot is not None
     packs = select_packs(snapshot.packs, include_inactive=include_inactive)
     lines: list[str] = []
     if snapshot.stale:
@@ -43,44 +83,42 @@ def balance_table(snapshot: Snapshot, now: datetime, *, include_inactive: bool) 
             lines.append(f"No active packs ({hidden} expired or used up; --all lists them).")
         else:
             lines.append("Kling reports no resource packs in the look-back window (KLING_LOOKBACK_DAYS).")
-    else:
-        header = ("Pack", "Status", "Remaining", "Total", "Left", "Expires (UTC)")
-        rows = [
-            (
-                p.name,
-                status_label(p.status),
-                quantity(p.remaining),
-                quantity(p.total),
-                percent(p.fraction_left),
-                f"{utc_text(p.invalid_time)} ({relative(p.invalid_time, now)})" if p.invalid_time else "-",
+        return lines
+    header = ("Pack", "Status", "Remaining", "Total", "Left", "Expires (UTC)")
+    rows = [
+        (
+            p.name,
+            status_label(p.status),
+            quantity(p.remaining),
+            quantity(p.total),
+            percent(p.fraction_left),
+            f"{utc_text(p.invalid_time)} ({relative(p.invalid_time, now)})" if p.invalid_time else "-",
+        )
+        for p in packs
+    ]
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    right = {2, 3, 4}
+
+    def fmt(row: tuple[str, ...]) -> str:
+        cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row)]
+        return "  ".join(cells).rstrip()
+
+    lines.append(fmt(header))
+    lines.append("  ".join("-" * w for w in widths).rstrip())
+    lines.extend(fmt(r) for r in rows)
+    # Every family with an active pack, as in Slack: one whose packs are all still to start
+    # says so rather than vanishing from the totals.
+    totals = family_totals(snapshot.packs)
+    if totals:
+        lines.append("")
+        lines.append("Totals of active packs per family:")
+        for t in totals:
+            text = (
+                f"{quantity(t.remaining)} / {quantity(t.total)} left ({percent(t.fraction_left)})"
+                if t.online_packs
+                else "nothing active yet"
             )
-            for p in packs
-        ]
-        widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-        right = {2, 3, 4}
-
-        def fmt(row: tuple[str, ...]) -> str:
-            cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row)]
-            return "  ".join(cells).rstrip()
-
-        lines.append(fmt(header))
-        lines.append("  ".join("-" * w for w in widths).rstrip())
-        lines.extend(fmt(r) for r in rows)
-        # Every family with an active pack, as in Slack: one whose packs are all still to start
-        # says so rather than vanishing from the totals.
-        totals = family_totals(snapshot.packs)
-        if totals:
-            lines.append("")
-            lines.append("Totals of active packs per family:")
-            for t in totals:
-                text = (
-                    f"{quantity(t.remaining)} / {quantity(t.total)} left ({percent(t.fraction_left)})"
-                    if t.online_packs
-                    else "nothing active yet"
-                )
-                if t.pending_packs:
-                    text += f", +{quantity(t.pending_remaining)} in {t.pending_packs} pack(s) not yet active"
-                lines.append(f"  {t.family}: {text}")
-    lines.append("")
-    lines.append(f"{LAG_NOTE} Fetched {utc_text(snapshot.fetched_at)}.")
-    return "\n".join(lines)
+            if t.pending_packs:
+                text += f", +{quantity(t.pending_remaining)} in {t.pending_packs} pack(s) not yet active"
+            lines.append(f"  {t.family}: {text}")
+    return lines

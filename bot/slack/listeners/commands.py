@@ -9,10 +9,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App, Respond
 
 from bot import subscriptions
-from bot.kling.errors import KlingError
-from bot.services import Services
-from bot.slack.access import may_see_balances
-from bot.slack.command_text import (
+from bot.domain.commands import (
     BalanceArgs,
     ListSubscriptionsArgs,
     SubscribeArgs,
@@ -20,7 +17,10 @@ from bot.slack.command_text import (
     UsageProblem,
     parse_command,
 )
-from bot.views.balance import balance_message, error_message, help_message, refusal_message
+from bot.services import Services
+from bot.slack.access import may_see_balances
+from bot.views.balance import balances_message, help_message, refusal_message
+from bot.views.format import mrkdwn_escape
 from bot.views.subscriptions import (
     subscribed_message,
     subscriptions_message,
@@ -63,7 +63,8 @@ def balance_command(
 def answer_command(command: dict[str, Any], respond: Respond, services: Services) -> None:
     if services.demo:
         respond = _labelled_as_sample(respond)
-    args = parse_command(command.get("text"))
+    settings = services.settings
+    args = parse_command(command.get("text"), settings.account_list if settings.multi_account else ())
     if isinstance(args, BalanceArgs) and args.help:
         respond(**help_message(), response_type="ephemeral")
         return
@@ -81,20 +82,32 @@ def answer_command(command: dict[str, Any], respond: Respond, services: Services
 
 
 def _balance(args: BalanceArgs, respond: Respond, services: Services) -> None:
-    try:
-        snapshot = services.balances.get(refresh=args.refresh)
-    except KlingError as exc:
+    chosen = [a for a in services.settings.account_list if a.key == args.account] if args.account else None
+    balances = services.balances.get(refresh=args.refresh, accounts=chosen)
+    for answer in balances.failed:
         # The user reads what happened in plain words; the details are for whoever runs the bot.
-        log.warning("Could not answer %s: %s", COMMAND, exc.describe())
-        respond(**error_message(exc), response_type="ephemeral")
-        return
-    message = balance_message(
-        snapshot,
-        services.clock.now(),
-        include_inactive=args.include_inactive,
-        name_filter=args.name_filter,
+        assert answer.error is not None
+        where = f" for account {answer.account.name}" if balances.multi else ""
+        log.warning("Could not answer %s%s: %s", COMMAND, where, answer.error.describe())
+    message = balances_message(
+        balances, services.clock.now(), include_inactive=args.include_inactive, name_filter=args.name_filter
     )
-    respond(**message, response_type="in_channel" if args.share else "ephemeral")
+    if chosen is not None and services.settings.multi_account:
+        # One account asked for by name: still name it, since several exist.
+        message = _named_single(message, chosen[0].name)
+    failed_alone = not balances.multi and balances.failed
+    respond(**message, response_type="in_channel" if args.share and not failed_alone else "ephemeral")
+
+
+def _named_single(message: dict[str, Any], name: str) -> dict[str, Any]:
+    """A one-account answer when several accounts exist says which account it is."""
+    label = {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Account *{mrkdwn_escape(name)}*"}]}
+    blocks = message.get("blocks") or []
+    return {
+        **message,
+        "text": f"Account {mrkdwn_escape(name)}: " + message.get("text", ""),
+        "blocks": [*blocks[:1], label, *blocks[1:]][:50],
+    }
 
 
 def _subscriptions(
@@ -103,17 +116,20 @@ def _subscriptions(
     store = services.store
     if store is None:  # only `balance` runs without a database, and it has no Slack commands
         raise RuntimeError("subscriptions need the database")
+    names = services.settings.account_names
     if isinstance(args, SubscribeArgs):
-        try:
-            packs = services.balances.get().packs
-        except KlingError:
-            packs = None  # subscribe anyway; the family is checked at the next poll
+        chosen = [a for a in services.settings.account_list if a.key == args.account] if args.account else None
+        balances = services.balances.get(accounts=chosen)
+        # Subscribe anyway when Kling cannot be asked; the family is checked at the next poll.
+        packs = None if balances.failed else list(balances.packs)
         result = subscriptions.subscribe(store, user_id, args, packs, services.clock.now())
-        respond(**subscribed_message(result), response_type="ephemeral")
+        respond(**subscribed_message(result, names), response_type="ephemeral")
     elif isinstance(args, UnsubscribeArgs):
-        respond(**unsubscribed_message(subscriptions.unsubscribe(store, user_id, args)), response_type="ephemeral")
+        removed = subscriptions.unsubscribe(store, user_id, args)
+        respond(**unsubscribed_message(removed, names), response_type="ephemeral")
     else:
-        respond(**subscriptions_message(subscriptions.list_subscriptions(store, user_id)), response_type="ephemeral")
+        mine = subscriptions.list_subscriptions(store, user_id)
+        respond(**subscriptions_message(mine, names), response_type="ephemeral")
 
 
 def register(app: App) -> None:

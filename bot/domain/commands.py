@@ -1,9 +1,19 @@
-"""What the words after `/kling-balance` ask for: pure parsing, no Slack calls."""
+"""What the words after `/kling-balance` ask for: pure parsing, no Slack calls.
+
+These types are the domain's: the services that act on a command and the views that answer
+it import them from here, never from the Slack layer.
+
+With several accounts, a word that names an account picks it: `/kling-balance studio`
+shows one account, and `subscribe 20% for video on studio` watches one account's family.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.domain.accounts import Account, find_account
 from bot.domain.thresholds import Threshold, ThresholdSyntaxError, parse_threshold
 
 
@@ -14,12 +24,15 @@ class BalanceArgs:
     refresh: bool = False
     help: bool = False
     name_filter: str = ""
+    # The account's key when a word named one ("" for every account).
+    account: str = ""
 
 
 @dataclass(frozen=True)
 class SubscribeArgs:
     threshold: Threshold
     family: str = ""
+    account: str = ""
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,7 @@ class UnsubscribeArgs:
     threshold: Threshold | None = None
     family: str = ""
     everything: bool = False
+    account: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,9 +62,12 @@ Command = BalanceArgs | SubscribeArgs | UnsubscribeArgs | ListSubscriptionsArgs 
 
 SUBSCRIBE_USAGE = (
     "`/kling-balance subscribe 20%` or `/kling-balance subscribe 500` (units), optionally "
-    "`for <family>`, e.g. `/kling-balance subscribe 20% for Video Generation`"
+    "`for <family>` (and with several accounts `on <account>`), e.g. "
+    "`/kling-balance subscribe 20% for Video Generation`"
 )
-UNSUBSCRIBE_USAGE = "`/kling-balance unsubscribe 20%` (add `for <family>` if you gave one), or `unsubscribe all`"
+UNSUBSCRIBE_USAGE = (
+    "`/kling-balance unsubscribe 20%` (add `for <family>` and `on <account>` if you gave them), or `unsubscribe all`"
+)
 
 # Longer typed family names are refused with a sentence (no family is named like that).
 MAX_FAMILY_TEXT = 200
@@ -58,16 +75,35 @@ MAX_FAMILY_TEXT = 200
 _FLAGS = {"all", "share", "refresh", "help", "--help", "-h", "?"}
 
 
-def parse_command(text: str | None) -> Command:
+def parse_command(text: str | None, accounts: Sequence[Account] = ()) -> Command:
+    """`accounts`: the accounts there are, when there are several (their names become words)."""
     words = (text or "").split()
     head = words[0].casefold() if words else ""
     if head in ("subscribe", "sub"):
-        return _subscribe(words[1:])
+        rest, account = _take_account(words[1:], accounts)
+        return _with_account(_subscribe(rest), account)
     if head in ("unsubscribe", "unsub"):
-        return _unsubscribe(words[1:])
+        rest, account = _take_account(words[1:], accounts)
+        return _with_account(_unsubscribe(rest), account)
     if head in ("subscriptions", "subs") and len(words) == 1:
         return ListSubscriptionsArgs()
-    return parse_balance_text(text)
+    return parse_balance_text(text, accounts)
+
+
+def _take_account(words: list[str], accounts: Sequence[Account]) -> tuple[list[str], str]:
+    """`on <account>` anywhere (`subscribe 20% on studio`, `... for video on studio`)."""
+    for i in range(len(words) - 1):
+        if words[i].casefold() == "on":
+            account = find_account(words[i + 1], list(accounts))
+            if account is not None:
+                return words[:i] + words[i + 2 :], account.key
+    return words, ""
+
+
+def _with_account(command: Command, account: str) -> Command:
+    if account and isinstance(command, SubscribeArgs | UnsubscribeArgs):
+        return dataclasses.replace(command, account=account)
+    return command
 
 
 def _split_family(words: list[str]) -> tuple[list[str], str | None]:
@@ -115,15 +151,26 @@ def _unsubscribe(words: list[str]) -> Command:
     return UnsubscribeArgs(threshold, family or "")
 
 
-def parse_balance_text(text: str | None) -> BalanceArgs:
-    """Keywords anywhere in the text switch options; every other word is a name filter."""
+def parse_balance_text(text: str | None, accounts: Sequence[Account] = ()) -> BalanceArgs:
+    """Keywords anywhere in the text switch options, a word naming an account picks it;
+    every other word is a name filter."""
     words = (text or "").split()
     flags = {w.casefold() for w in words if w.casefold() in _FLAGS}
-    rest = " ".join(w for w in words if w.casefold() not in _FLAGS)
+    account = ""
+    rest = []
+    for word in words:
+        if word.casefold() in _FLAGS:
+            continue
+        named = find_account(word, list(accounts)) if not account else None
+        if named is not None:
+            account = named.key
+            continue
+        rest.append(word)
     return BalanceArgs(
         include_inactive="all" in flags,
         share="share" in flags,
         refresh="refresh" in flags,
         help=bool(flags & {"help", "--help", "-h", "?"}),
-        name_filter=rest,
+        name_filter=" ".join(rest),
+        account=account,
     )
