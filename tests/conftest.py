@@ -69,7 +69,14 @@ def start_bot(kling: FakeKling, slack: FakeSlack, database_url: str, **env: str)
 
 # Modules whose tests run on PostgreSQL too, when TEST_POSTGRES_URL names a server
 # (.ci/run starts one): the store and the alerting scenarios, where SQL dialects differ.
-POSTGRES_MODULES = {"test_store", "test_alerts_scenarios", "test_digest", "test_alert_defects"}
+POSTGRES_MODULES = {
+    "test_store",
+    "test_alerts_scenarios",
+    "test_digest",
+    "test_alert_defects",
+    "test_upgrade",
+    "test_accounts",
+}
 
 
 def pytest_generate_tests(metafunc: Any) -> None:

@@ -21,7 +21,8 @@ def pack(name: str, status: PackStatus = PackStatus.ONLINE, remaining: float = 3
 
 
 def table(*packs: ResourcePack) -> list[str]:
-    return balance_table(AllBalances.of(Snapshot(packs=packs, fetched_at=NOW)), NOW, include_inactive=False).splitlines()
+    balances = AllBalances.of(Snapshot(packs=packs, fetched_at=NOW))
+    return balance_table(balances, NOW, include_inactive=False).splitlines()
 
 
 def test_every_column_has_a_header() -> None:
