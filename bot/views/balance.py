@@ -8,6 +8,7 @@ pack list is cut with a line saying how to see the rest.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -287,8 +288,18 @@ HELP_LINES = (
 )
 
 
-def help_message() -> Message:
-    text = "*Kling balance: usage*\n" + "\n".join(f"• {line}" for line in HELP_LINES)
+def help_message(account_names: Mapping[str, str] | None = None) -> Message:
+    """Usage; with several accounts, how to pick one (named as configured)."""
+    lines = list(HELP_LINES)
+    if account_names:
+        example = next(iter(account_names.values()))
+        lines[5:5] = [
+            f"`{COMMAND} <account>`: one account only ({', '.join(account_names.values())}), e.g. "
+            f"`{COMMAND} {example}`",
+            f"`{COMMAND} subscribe 20% for Video Generation on {example}`: one account's family; without "
+            "`on` a threshold watches each family of every account",
+        ]
+    text = "*Kling balance: usage*\n" + "\n".join(f"• {line}" for line in lines)
     text += "\nWords combine: `" + COMMAND + " all share video`. " + LAG_NOTE
     text = mrkdwn_escape(text, keep_markup=True)  # `<part of a name>` must reach Slack as &lt;…&gt;
     return {"text": plain(text), "blocks": [section(text)]}

@@ -66,7 +66,7 @@ def answer_command(command: dict[str, Any], respond: Respond, services: Services
     settings = services.settings
     args = parse_command(command.get("text"), settings.account_list if settings.multi_account else ())
     if isinstance(args, BalanceArgs) and args.help:
-        respond(**help_message(), response_type="ephemeral")
+        respond(**help_message(settings.account_names), response_type="ephemeral")
         return
     if isinstance(args, UsageProblem):
         respond(**usage_message(args), response_type="ephemeral")
