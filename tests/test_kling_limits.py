@@ -113,3 +113,52 @@ def test_json_nested_past_the_recursion_limit_is_malformed_not_a_crash() -> None
     handler = httpx.MockTransport(lambda r: httpx.Response(200, content=b"[" * 100_000))
     with pytest.raises(MalformedReplyError, match="not JSON"):
         mock_client(handler, FakeClock()).fetch_packs()
+
+
+def test_headers_trickling_from_a_real_server_are_cut_off_at_the_deadline() -> None:
+    """A Kling sending its response headers one line a second is given up at the deadline too."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(10)
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                for i in range(60):  # a minute of headers, one line a second
+                    if stop.wait(1.0):
+                        return
+                    conn.sendall(f"X-Slow-{i}: yes\r\n".encode())
+            except OSError:
+                return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    clock = SystemClock()
+    host, port = listener.getsockname()
+    client = KlingClient(
+        f"http://{host}:{port}",
+        ApiKeyCredentials("k"),
+        clock=clock,
+        request_timeout_s=3.0,
+        retry_budget_s=1.0,
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(KlingConnectionError, match="did not answer within 3 s"):
+            client.fetch_packs()
+    finally:
+        stop.set()
+        client.close()
+        listener.close()
+    assert time.monotonic() - started < 15  # without the watchdog: as long as the headers take (60 s)

@@ -7,8 +7,10 @@ import dataclasses
 import json
 import logging
 import random
+import threading
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception
@@ -46,6 +48,10 @@ MIN_REQUEST_TIMEOUT_S = 1.0
 # bot hold several copies of it (bytes, text, parsed objects): 196 MB for a 50 MB reply.
 MAX_REPLY_MB = 5
 MAX_REPLY_BYTES = MAX_REPLY_MB * 1024 * 1024
+# Past a request's deadline, the watchdog gives the request this much more before giving up
+# on it (the body check normally ends it first, at the deadline itself).
+WATCHDOG_GRACE_S = 1.0
+_T = TypeVar("_T")
 # Kling asks for a back-off of at least 1 s on code 1303.
 MIN_RATE_LIMIT_WAIT_S = 1.0
 # Codes that mean "your token's time window is wrong": a fresh token may fix them.
@@ -202,13 +208,17 @@ class KlingClient:
         }
         headers = {"Authorization": f"Bearer {self._credentials.bearer()}"}
         too_slow = KlingConnectionError(f"Kling did not answer within {timeout:.0f} s")
-        try:
-            with self._http.stream("GET", COSTS_PATH, params=params, headers=headers, timeout=timeout) as response:
-                content = self._read_capped(response, deadline, too_slow)
-        except httpx.TimeoutException as exc:
-            raise too_slow from exc
-        except httpx.TransportError as exc:
-            raise KlingConnectionError(f"could not reach Kling at {self.base_url} ({type(exc).__name__})") from exc
+
+        def exchange() -> tuple[httpx.Response, bytes]:
+            try:
+                with self._http.stream("GET", COSTS_PATH, params=params, headers=headers, timeout=timeout) as response:
+                    return response, self._read_capped(response, deadline, too_slow)
+            except httpx.TimeoutException as exc:
+                raise too_slow from exc
+            except httpx.TransportError as exc:
+                raise KlingConnectionError(f"could not reach Kling at {self.base_url} ({type(exc).__name__})") from exc
+
+        response, content = _within(exchange, timeout + WATCHDOG_GRACE_S, too_slow)
         try:
             body = json.loads(content)
         except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past Python's limit
@@ -247,6 +257,32 @@ class KlingClient:
             if self._clock.monotonic() > deadline:
                 raise too_slow
         return bytes(body)
+
+
+def _within(work: Callable[[], _T], seconds: float, too_slow: KlingError) -> _T:
+    """`work()`, but given up after `seconds` of real time.
+
+    httpx's timeouts are per read: a server sending its headers a line at a time can hold a
+    request far past any deadline, and the body check above only starts after the headers.
+    The work runs on a thread of its own; past the deadline the caller gets `too_slow` and
+    the thread is left to end at its next per-read timeout (its answer is dropped).
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="kling-request", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise too_slow
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _retry_after(response: httpx.Response) -> float:
