@@ -65,6 +65,10 @@ class Settings:
     digest_channel: str = ""
     alert_channel: str = ""
     expiry_warning_days: int = 7
+    # Burn rates use this many days of history; a family projected to run out within
+    # forecast_warning_days is warned.
+    forecast_window_days: int = 7
+    forecast_warning_days: int = 7
     digest_time: time = time(9, 0)
     digest_timezone: str = "UTC"
 
@@ -251,6 +255,8 @@ class Settings:
             digest_channel=digest_channel,
             alert_channel=alert_channel,
             expiry_warning_days=integer("EXPIRY_WARNING_DAYS", 7, 1, 365),
+            forecast_window_days=integer("FORECAST_WINDOW_DAYS", 7, 1, 90),
+            forecast_warning_days=integer("FORECAST_WARNING_DAYS", 7, 1, 365),
             digest_time=digest_time,
             digest_timezone=zone,
         )

@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.domain.accounts import DEFAULT_ACCOUNT
 from bot.domain.alerts import PackState
+from bot.domain.forecast import Point
 from bot.store import schema as s
 
 log = logging.getLogger(__name__)
@@ -357,6 +358,38 @@ class Tx:
         later = snapshot_rows(func.min, s.snapshots.c.at > at_ms)
         return {**later, **snapshot_rows(func.max, s.snapshots.c.at <= at_ms)}
 
+    def histories(self, since: datetime) -> dict[tuple[str, str], list[Point]]:
+        """Each (account, pack)'s remaining quantity over time from `since` on: its value at
+        `since` (the last snapshot before it, when there is one) and every change after."""
+        snap = s.snapshots.c
+        start = self.remaining_at(since)
+        out: dict[tuple[str, str], list[Point]] = {key: [Point(since, remaining)] for key, remaining in start.items()}
+        rows = self.conn.execute(
+            select(snap.account, snap.pack_id, snap.at, snap.remaining)
+            .where(snap.at > to_ms(since))
+            .order_by(snap.account, snap.pack_id, snap.at)
+        )
+        for account, pack_id, at, remaining in rows:
+            out.setdefault((account, pack_id), []).append(Point(from_ms(at) or since, remaining))
+        return out
+
+    def remaining_at(self, when: datetime) -> dict[tuple[str, str], float]:
+        """Each (account, pack)'s remaining quantity at `when`, for packs seen by then."""
+        snap = s.snapshots.c
+        latest = (
+            select(snap.account, snap.pack_id, func.max(snap.at).label("at"))
+            .where(snap.at <= to_ms(when))
+            .group_by(snap.account, snap.pack_id)
+            .subquery()
+        )
+        rows = self.conn.execute(
+            select(snap.account, snap.pack_id, snap.remaining).join(
+                latest,
+                and_(snap.account == latest.c.account, snap.pack_id == latest.c.pack_id, snap.at == latest.c.at),
+            )
+        )
+        return {(account, pack_id): remaining for account, pack_id, remaining in rows}
+
     # -- outbox -----------------------------------------------------------------------------
 
     def existing_keys(self, keys: Sequence[str]) -> set[str]:
@@ -491,9 +524,7 @@ class Tx:
             .where(s.outbox.c.sent_at.is_(None), s.outbox.c.last_error.is_not(None))
             .group_by(s.outbox.c.target, s.outbox.c.target_is_user, s.outbox.c.last_error)
         )
-        return [
-            {"target": t, "target_is_user": bool(u), "error": e, "count": int(n)} for t, u, e, n in rows
-        ]
+        return [{"target": t, "target_is_user": bool(u), "error": e, "count": int(n)} for t, u, e, n in rows]
 
     def outbox_counts(self) -> dict[str, int]:
         sent = self.conn.execute(select(func.count()).where(s.outbox.c.sent_at.is_not(None))).scalar() or 0

@@ -8,10 +8,11 @@ pack list is cut with a line saying how to see the rest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.domain.forecast import FamilyForecast
 from bot.domain.packs import FamilyTotal, PackStatus, ResourcePack, family_totals, select_packs, status_label
 from bot.kling.accounts import AllBalances
 from bot.kling.cache import Snapshot
@@ -25,6 +26,7 @@ from bot.views.blocks import (
     plain,
     section,
 )
+from bot.views.forecast import at_risk, forecast_text
 from bot.views.format import (
     LAG_NOTE,
     age,
@@ -44,10 +46,15 @@ COMMAND = "/kling-balance"
 Message = dict[str, Any]
 
 
-def family_line(total: FamilyTotal, now: datetime) -> str:
+def family_line(
+    total: FamilyTotal, now: datetime, forecast: FamilyForecast | None = None, *, warning_days: int = 7
+) -> str:
+    """A family's totals; with its forecast, how long it lasts at this pace or what it will
+    waste, and a mark when it is at risk so the eye finds it."""
     if total.online_packs:
+        risky = forecast is not None and at_risk(forecast, now, warning_days=warning_days)
         text = (
-            f"*{mrkdwn_escape(total.family)}*  `{bar(total.fraction_left)}` "
+            (":rotating_light: " if risky else "") + f"*{mrkdwn_escape(total.family)}*  `{bar(total.fraction_left)}` "
             f"{quantity(total.remaining)} / {quantity(total.total)} left ({percent(total.fraction_left)})"
         )
         if total.next_expiry:
@@ -56,7 +63,21 @@ def family_line(total: FamilyTotal, now: datetime) -> str:
         text = f"*{mrkdwn_escape(total.family)}*  nothing active yet"
     if total.pending_packs:
         text += f" · +{quantity(total.pending_remaining)} in {total.pending_packs} pack(s) not yet active"
+    if forecast is not None and total.online_packs:
+        text += f"\n      _At this pace:_ {forecast_text(forecast, now)}"
     return text
+
+
+def by_risk(totals: Sequence[FamilyTotal], forecasts: Sequence[FamilyForecast] | None) -> list[FamilyTotal]:
+    """Families in the forecast's order (riskiest first); those without one keep theirs, after."""
+    if not forecasts:
+        return list(totals)
+    rank = {(f.account, f.family): i for i, f in enumerate(forecasts)}
+    return sorted(totals, key=lambda t: rank.get((t.account, t.family), len(rank)))
+
+
+def _forecast_of(total: FamilyTotal, forecasts: Sequence[FamilyForecast] | None) -> FamilyForecast | None:
+    return next((f for f in forecasts or () if (f.account, f.family) == (total.account, total.family)), None)
 
 
 def pack_entry(pack: ResourcePack, now: datetime) -> str:
@@ -107,8 +128,11 @@ def balance_message(
     *,
     include_inactive: bool = False,
     name_filter: str = "",
+    forecasts: Sequence[FamilyForecast] | None = None,
+    warning_days: int = 7,
 ) -> Message:
-    """The `/kling-balance` reply: {"text": fallback, "blocks": [...]}."""
+    """The `/kling-balance` reply: {"text": fallback, "blocks": [...]}; with `forecasts`,
+    families riskiest first, each with how long it lasts at this pace."""
     packs = select_packs(snapshot.packs, include_inactive=include_inactive, name_filter=name_filter)
     matching_all = select_packs(snapshot.packs, include_inactive=True, name_filter=name_filter)
     hidden_inactive = len(matching_all) - len(packs)
@@ -127,11 +151,12 @@ def balance_message(
         blocks.append(context(_footer(snapshot, now, include_inactive=True, hidden_inactive=0)))
         return {"text": plain(text), "blocks": blocks}
 
-    totals = family_totals(matching_all)
+    totals = by_risk(family_totals(matching_all), forecasts)
     # Budget: header/stale note so far, then families, pack list, "more" lines and footer.
     reserved = 3
     family_blocks, families_shown = chunk_sections(
-        [family_line(t, now) for t in totals], max_sections=max(1, (MAX_BLOCKS - len(blocks) - reserved) // 3)
+        [family_line(t, now, _forecast_of(t, forecasts), warning_days=warning_days) for t in totals],
+        max_sections=max(1, (MAX_BLOCKS - len(blocks) - reserved) // 3),
     )
     blocks.extend(family_blocks)
     if families_shown < len(totals):
@@ -169,6 +194,8 @@ def balances_message(
     *,
     include_inactive: bool = False,
     name_filter: str = "",
+    forecasts: Sequence[FamilyForecast] | None = None,
+    warning_days: int = 7,
 ) -> Message:
     """The reply for every account asked. One account: exactly `balance_message` (or the
     error). Several: a section per account, its totals and packs, and one plain sentence for
@@ -178,7 +205,14 @@ def balances_message(
         if answer.snapshot is None:
             assert answer.error is not None
             return error_message(answer.error)
-        return balance_message(answer.snapshot, now, include_inactive=include_inactive, name_filter=name_filter)
+        return balance_message(
+            answer.snapshot,
+            now,
+            include_inactive=include_inactive,
+            name_filter=name_filter,
+            forecasts=forecasts,
+            warning_days=warning_days,
+        )
     shown_filter = mrkdwn_escape(name_filter.strip(), keep_markup=True)
     title = "Kling balance" + (f": “{shown_filter}”" if shown_filter else "")
     blocks: list[dict[str, Any]] = [header(title)]
@@ -196,13 +230,13 @@ def balances_message(
         packs = select_packs(snapshot.packs, include_inactive=include_inactive, name_filter=name_filter)
         matching_all = select_packs(snapshot.packs, include_inactive=True, name_filter=name_filter)
         hidden_total += len(matching_all) - len(packs)
-        totals = family_totals(matching_all)
+        totals = by_risk(family_totals(matching_all), forecasts)
         lines = [f":office: *Account {name}*"]
         note = stale_note(snapshot, now)
         if note:
             lines.append(note)
         if packs or totals:
-            lines += [family_line(t, now) for t in totals]
+            lines += [family_line(t, now, _forecast_of(t, forecasts), warning_days=warning_days) for t in totals]
         else:
             lines.append(_empty_text(snapshot, name_filter=name_filter, hidden_inactive=len(matching_all)))
         family_blocks, _ = chunk_sections(lines, max_sections=2)
@@ -262,8 +296,7 @@ def error_message(error: KlingError) -> Message:
 
 def refusal_message() -> Message:
     text = (
-        "Sorry, Kling balances are restricted to certain people or channels here. "
-        "Ask whoever runs the bot to add you."
+        "Sorry, Kling balances are restricted to certain people or channels here. Ask whoever runs the bot to add you."
     )
     return {"text": plain(text), "blocks": [section(text)]}
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, Respond
@@ -17,6 +18,9 @@ from bot.domain.commands import (
     UsageProblem,
     parse_command,
 )
+from bot.domain.forecast import FamilyForecast
+from bot.domain.packs import ResourcePack
+from bot.foresight import forecasts
 from bot.services import Services
 from bot.slack.access import may_see_balances
 from bot.views.balance import balances_message, help_message, refusal_message
@@ -89,14 +93,29 @@ def _balance(args: BalanceArgs, respond: Respond, services: Services) -> None:
         assert answer.error is not None
         where = f" for account {answer.account.name}" if balances.multi else ""
         log.warning("Could not answer %s%s: %s", COMMAND, where, answer.error.describe())
+    now = services.clock.now()
     message = balances_message(
-        balances, services.clock.now(), include_inactive=args.include_inactive, name_filter=args.name_filter
+        balances,
+        now,
+        include_inactive=args.include_inactive,
+        name_filter=args.name_filter,
+        forecasts=_forecasts(services, balances.packs, now),
+        warning_days=services.settings.forecast_warning_days,
     )
     if chosen is not None and services.settings.multi_account:
         # One account asked for by name: still name it, since several exist.
         message = _named_single(message, chosen[0].name)
     failed_alone = not balances.multi and balances.failed
     respond(**message, response_type="in_channel" if args.share and not failed_alone else "ephemeral")
+
+
+def _forecasts(services: Services, packs: Sequence[ResourcePack], now: datetime) -> list[FamilyForecast] | None:
+    """The forecast, or None when it cannot be made: the balances are shown either way."""
+    try:
+        return forecasts(services.store, packs, now, window_days=services.settings.forecast_window_days)
+    except Exception:
+        log.exception("Could not compute the forecast; answering without it")
+        return None
 
 
 def _named_single(message: dict[str, Any], name: str) -> dict[str, Any]:

@@ -1,0 +1,55 @@
+"""Foresight end to end: stand-in Kling, a real database with history, a fake clock moving
+through days, and the `/kling-balance` reply through Bolt."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from tests.blocks import all_text, assert_valid_message
+from tests.stand_ins.kling import FakeKling, make_pack
+from tests.stand_ins.slack import FakeSlack
+from tests.world import World
+
+
+@pytest.fixture
+def world(kling: FakeKling, slack: FakeSlack, database_url: str) -> Iterator[World]:
+    w = World(kling, slack, database_url)
+    yield w
+    w.close()
+
+
+def test_fresh_install_forecasts_from_the_average_since_purchase(world: World) -> None:
+    """No history: the reply uses the since-purchase average and says so."""
+    world.kling.packs = [
+        make_pack("Video Generation - 3,000", total=3000, remaining=410, purchased_days_ago=80, expires_in_days=4)
+    ]
+    reply = world.command("")
+    assert_valid_message(reply)
+    text = all_text(reply)
+    assert "average since purchase" in text and "will expire unused" in text
+
+
+def test_history_gives_a_recent_rate_and_the_riskiest_family_comes_first(world: World) -> None:
+    """Two days at 200/day: Video runs out in ~3 days and is listed (and marked) before a healthy family."""
+    for step in range(5):
+        world.kling.packs = [
+            make_pack(
+                "Image Generation - 50,000",
+                total=50000,
+                remaining=45000 - 500 * step,
+                pack_id="img",
+                expires_in_days=200,
+            ),
+            make_pack("Video Generation - 1,000", total=1000, remaining=1000 - 100 * step, pack_id="vid"),
+        ]
+        if step:
+            world.clock.advance(timedelta(hours=12).total_seconds() - 30 * 60)
+        world.check()
+    text = all_text(world.command(""))
+    assert text.index("Video Generation") < text.index("Image Generation")
+    assert ":rotating_light: *Video Generation*" in text and ":rotating_light: *Image" not in text
+    video = text.split("Image Generation")[0]
+    assert "runs out in ~3 days" in video and "200/day" in video and "since purchase" not in video
