@@ -10,16 +10,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from bot.config import Settings
 from bot.domain.accounts import DEFAULT_ACCOUNT, scoped
 from bot.domain.alerts import PackEvent, detect_pack_events, expiry_level, key_part
+from bot.domain.forecast import FamilyForecast
 from bot.domain.packs import PackStatus, ResourcePack, family_totals, resolve_family
 from bot.domain.thresholds import Level, Threshold, ThresholdKind, family_levels, step, usable
+from bot.foresight import forecasts_in
 from bot.store.db import Store, SubscriptionRow, Tx, from_ms, to_ms
 from bot.views.alerts import pack_event_message, threshold_dm
-from bot.views.digest import DigestData, FamilyUsage, digest_message
+from bot.views.balance import by_risk
+from bot.views.charts import TrendSeries
+from bot.views.digest import DigestData, FamilyUsage, Trend, digest_message
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +219,10 @@ def compose_digest(
         if earlier is not None:
             key = (pack.account, pack.family)
             used[key] = used.get(key, 0.0) + max(0.0, earlier - pack.remaining)
-    totals = family_totals(packs)
+    forecasts = forecasts_in(tx, packs, now, window_days=settings.forecast_window_days)
+    totals = by_risk(family_totals(packs), forecasts)
     usage = [FamilyUsage(t, used.get((t.account, t.family), 0.0)) for t in totals]
+    trend = trend_series(tx, packs, forecasts, now, settings) if has_history else None
     expiring = sorted(
         (p for p in packs if expiry_level(p, now, settings.expiry_warning_days) is not None),
         key=lambda p: p.invalid_time or now,
@@ -242,8 +248,54 @@ def compose_digest(
         has_history=has_history,
         account_names=settings.account_names,
         failed_accounts=tuple(failed_accounts),
+        forecasts=tuple(forecasts),
+        warning_days=settings.forecast_warning_days,
+        trend=trend,
     )
     return digest_message(data)
+
+
+TREND_DAYS = 7
+
+
+def trend_series(
+    tx: Tx,
+    packs: Sequence[ResourcePack],
+    forecasts: Sequence[FamilyForecast],
+    now: datetime,
+    settings: Settings,
+    *,
+    days: int = TREND_DAYS,
+) -> Trend:
+    """Each family's remaining quantity at the end of each of the last `days` days (now for
+    today), riskiest families first; None for days before the history starts. A pack counts
+    on the days it was effective and not yet expired."""
+    zone = settings.zone
+    today = now.astimezone(zone).date()
+    day_list = [today - timedelta(days=back) for back in range(days - 1, -1, -1)]
+    # Each past day at its end (local midnight after it); today as it is now.
+    moments = [
+        min(now, datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)) for day in day_list[:-1]
+    ] + [now]
+    labels = [f"{day:%b %d}" for day in day_list]
+    at = [tx.remaining_at(m) for m in moments]
+    names = settings.account_names
+    series = []
+    for f in forecasts:
+        members = [p for p in packs if (p.account, p.family) == (f.account, f.family)]
+        values: list[float | None] = []
+        for moment, remaining in zip(moments, at, strict=True):
+            known = [
+                remaining[(p.account, p.pack_id)]
+                for p in members
+                if (p.account, p.pack_id) in remaining
+                and (p.invalid_time is None or p.invalid_time > moment)
+                and (p.effective_time is None or p.effective_time <= moment)
+            ]
+            values.append(sum(known) if known else None)
+        name = f"{names.get(f.account, f.account)}/{f.family}" if names else f.family
+        series.append(TrendSeries(name, tuple(values)))
+    return Trend(tuple(labels), tuple(series))
 
 
 def queue_digest(

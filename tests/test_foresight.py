@@ -53,3 +53,37 @@ def test_history_gives_a_recent_rate_and_the_riskiest_family_comes_first(world: 
     assert ":rotating_light: *Video Generation*" in text and ":rotating_light: *Image" not in text
     video = text.split("Image Generation")[0]
     assert "runs out in ~3 days" in video and "200/day" in video and "since purchase" not in video
+
+
+def test_digest_has_forecast_lines_a_trend_chart_and_sparklines(
+    kling: FakeKling, slack: FakeSlack, database_url: str
+) -> None:
+    """After a week of polls the digest says how long each family lasts, and draws the week as a
+    line chart (within Slack's limits) with a sparkline beside it for notifications."""
+    from datetime import UTC, datetime
+
+    from tests.fake_clock import FakeClock
+    from tests.world import DIGEST
+
+    start = datetime(2026, 11, 16, 10, 0, tzinfo=UTC)
+    w = World(kling, slack, database_url, clock=FakeClock(start), DIGEST_TIME="09:00")
+    try:
+        for day in range(8):
+            w.set_time(start + timedelta(days=day))
+            kling.packs = [
+                make_pack("Video Generation - 10,000", total=10000, remaining=9000 - 600 * day, pack_id="v", now=start),
+                make_pack("Image Generation - 5,000", total=5000, remaining=5000 - 50 * day, pack_id="i", now=start),
+            ]
+            w.jobs.check()
+        w.set_time(start + timedelta(days=8, hours=-0.5))
+        w.jobs.digest()
+        post = w.posts(DIGEST)[-1]
+        assert_valid_message(post)
+        [chart] = [b for b in post["blocks"] if b["type"] == "data_visualization"]
+        assert [s["name"] for s in chart["chart"]["series"]] == ["Video Generation", "Image Generation"]
+        assert len(chart["chart"]["series"][0]["data"]) == 7
+        text = all_text(post)
+        assert "runs out in ~" in text and "600/day" in text
+        assert "▇" in post["text"] or "█" in post["text"]  # the sparkline reaches notifications too
+    finally:
+        w.close()

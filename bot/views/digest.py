@@ -8,10 +8,13 @@ from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.domain.forecast import FamilyForecast
 from bot.domain.packs import FamilyTotal, PackStatus, ResourcePack
 from bot.views.alerts import in_account
 from bot.views.balance import COMMAND, family_line
 from bot.views.blocks import context, header, plain, section
+from bot.views.charts import MAX_SERIES, TrendSeries, trend_chart, trend_lines
+from bot.views.forecast import forecast_text
 from bot.views.format import LAG_NOTE, mrkdwn_escape, quantity, relative, slack_date
 
 MAX_LISTED = 15
@@ -43,12 +46,29 @@ class DigestData:
     # accounts that could not be asked for this digest.
     account_names: Mapping[str, str] | None = None
     failed_accounts: Sequence[str] = ()
+    # The forecast per family (riskiest first) and the remaining quantity per day.
+    forecasts: Sequence[FamilyForecast] = ()
+    warning_days: int = 7
+    trend: Trend | None = None
 
 
-def _listed(lines: list[str], what: str) -> str:
-    shown = lines[:MAX_LISTED]
-    if len(lines) > MAX_LISTED:
-        shown.append(f"…and {len(lines) - MAX_LISTED} more {what}: `{COMMAND} all` lists them.")
+@dataclass(frozen=True)
+class Trend:
+    labels: tuple[str, ...]
+    series: tuple[TrendSeries, ...]
+
+
+def _listed(lines: list[str], what: str, *, budget: int = 2700) -> str:
+    """Up to MAX_LISTED lines, and no more than fit one section, then how many are left."""
+    shown: list[str] = []
+    used = 0
+    for line in lines[:MAX_LISTED]:
+        if used + len(line) + 1 > budget:
+            break
+        shown.append(line)
+        used += len(line) + 1
+    if len(shown) < len(lines):
+        shown.append(f"…and {len(lines) - len(shown)} more {what}: `{COMMAND} all` lists them.")
     return "\n".join(shown)
 
 
@@ -83,7 +103,10 @@ def digest_message(data: DigestData) -> dict[str, Any]:
             if names and row.total.account != last_account:
                 last_account = row.total.account
                 lines.append(f"_Account_ *{mrkdwn_escape(names.get(last_account, last_account))}*")
-            line = family_line(row.total, data.now)
+            forecast = next(
+                (f for f in data.forecasts if (f.account, f.family) == (row.total.account, row.total.family)), None
+            )
+            line = family_line(row.total, data.now, forecast, warning_days=data.warning_days)
             used = f"used {quantity(row.used)} {period}" if data.has_history else "usage: no history yet"
             line += f"\n      {used}"
             lines.append(line)
@@ -94,6 +117,8 @@ def digest_message(data: DigestData) -> dict[str, Any]:
             )
             where = f"{mrkdwn_escape(names.get(row.total.account, row.total.account))} / " if names else ""
             fallback.append(f"{where}{mrkdwn_escape(row.total.family)}: {left}, {used}")
+            if forecast is not None and row.total.online_packs:
+                fallback.append(f"  at this pace: {forecast_text(forecast, data.now)}")
         blocks.append(section("*Balances*\n" + _listed(lines, "families")))
     elif data.any_packs:
         blocks.append(section("*Balances*\nNo active packs: everything has expired or been used up."))
@@ -101,6 +126,15 @@ def digest_message(data: DigestData) -> dict[str, Any]:
     else:
         blocks.append(section("*Balances*\nKling reports no resource packs in the look-back window."))
         fallback.append("No packs.")
+
+    if data.trend is not None:
+        lines = trend_lines(data.trend.labels, data.trend.series[:MAX_SERIES])
+        chart = trend_chart("Units left per family, last 7 days", data.trend.labels, data.trend.series)
+        if chart is not None and lines:
+            # The chart for clients that draw it; the sparklines for notifications and the rest.
+            blocks.append(section(":chart_with_downwards_trend: *Trend*\n" + "\n".join(lines)))
+            blocks.append(chart)
+            fallback.extend(lines)
 
     if data.expiring:
         lines = [
