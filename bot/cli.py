@@ -22,7 +22,11 @@ from bot.kling.errors import KlingError
 from bot.logs import setup_logging
 
 if TYPE_CHECKING:
-    # Imported when a command needs them: `balance` never loads SQLAlchemy or Slack's SDK.
+    # Imported when a command needs them: `balance --demo` never loads SQLAlchemy or Slack's SDK.
+    from datetime import datetime
+
+    from bot.domain.forecast import FamilyForecast
+    from bot.domain.packs import ResourcePack
     from bot.notify import DeliveryReport
     from bot.services import Services
 
@@ -240,16 +244,51 @@ def _balance(settings: Settings, args: argparse.Namespace, stdout: TextIO, stder
         error = balances.failed[0].error
         assert error is not None
         return _kling_failed(error, stderr)
+    now = services.clock.now()
+    forecasts = _balance_forecasts(settings, balances.packs, now, use_history=not args.demo)
     if args.json:
-        print(balance_json(balances, include_inactive=args.all), file=stdout)
+        print(balance_json(balances, include_inactive=args.all, forecasts=forecasts), file=stdout)
     else:
-        print(balance_table(balances, services.clock.now(), include_inactive=args.all), file=stdout)
+        print(balance_table(balances, now, include_inactive=args.all, forecasts=forecasts), file=stdout)
     # Every account that could be read was printed; one that could not makes the run a failure.
     for answer in balances.failed:
         error = answer.error
         reason = f"{error.describe()}. {error.advice}" if error else "no answer"
         print(f"kling-bot: account {answer.account.name} could not be read: {reason}", file=stderr)
     return EXIT_FAILED if balances.failed else EXIT_OK
+
+
+def _balance_forecasts(
+    settings: Settings, packs: Sequence[ResourcePack], now: datetime, *, use_history: bool
+) -> list[FamilyForecast]:
+    """The forecast, with the history the database holds when there is one. `balance` does
+    not need the database, so one that is missing or unreachable only means no history: the
+    rates are then averages since purchase."""
+    from bot.domain.forecast import forecast
+
+    if use_history and _database_exists(settings.database_url):
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from bot.foresight import forecasts as with_history
+        from bot.store.db import Store
+
+        store = None
+        try:
+            store = Store(settings.database_url)
+            store.migrate()
+            return with_history(store, packs, now, window_days=settings.forecast_window_days)
+        except (SQLAlchemyError, OSError, RuntimeError) as exc:
+            log.info("No history for the forecast (%s): using averages since purchase", _db_reason(exc))
+        finally:
+            if store is not None:
+                store.close()
+    return forecast(packs, {}, now, window_days=settings.forecast_window_days)
+
+
+def _database_exists(url: str) -> bool:
+    if url.startswith("sqlite:///"):
+        return os.path.exists(url.removeprefix("sqlite:///"))
+    return True
 
 
 def _check(services: Services, stdout: TextIO, stderr: TextIO) -> int:

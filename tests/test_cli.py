@@ -60,6 +60,7 @@ def test_balance_json_uses_kling_field_names_and_iso_times(kling: FakeKling) -> 
         "effective_time",
         "invalid_time",
         "status",
+        "expires_unused",
     }
     assert p["remaining_quantity"] == 118.0 and p["status"] == "online"
     assert p["invalid_time"].endswith("Z") and "T" in p["invalid_time"]

@@ -87,3 +87,27 @@ def test_digest_has_forecast_lines_a_trend_chart_and_sparklines(
         assert "▇" in post["text"] or "█" in post["text"]  # the sparkline reaches notifications too
     finally:
         w.close()
+
+
+def test_balance_json_and_table_carry_the_forecast(kling: FakeKling) -> None:
+    """`balance --json` has "families" with the forecast fields and "expires_unused" per pack; the table a forecast."""
+    import json
+
+    from tests.test_cli import kling_env, run
+
+    kling.packs = [
+        make_pack("Video Generation - 3,000", total=3000, remaining=410, purchased_days_ago=80, expires_in_days=4)
+    ]
+    code, out, _ = run(["balance", "--json"], kling_env(kling))
+    assert code == 0
+    data = json.loads(out)
+    [family] = data["families"]
+    assert set(family) == {
+        "account", "family", "remaining", "total", "rate_per_day", "rate_basis", "runs_out_at", "expires_unused"
+    }  # fmt: skip
+    assert family["rate_basis"] == "since_purchase" and family["rate_per_day"] > 0
+    assert family["runs_out_at"] is None and family["expires_unused"] > 0
+    assert data["packs"][0]["expires_unused"] == family["expires_unused"]
+    kling.qps_interval_s = 0
+    code, out, _ = run(["balance"], kling_env(kling))
+    assert code == 0 and "Forecast per family" in out and "since purchase" in out
