@@ -14,16 +14,24 @@ from datetime import datetime, time, timedelta
 
 from bot.config import Settings
 from bot.domain.accounts import DEFAULT_ACCOUNT, scoped
-from bot.domain.alerts import PackEvent, detect_pack_events, expiry_level, key_part
-from bot.domain.forecast import FamilyForecast
+from bot.domain.alerts import EventKind, PackEvent, detect_pack_events, expiry_level, key_part
+from bot.domain.forecast import (
+    FamilyForecast,
+    PackForecast,
+    RateBasis,
+    RunOutState,
+    run_out_step,
+    waste_worth_warning,
+)
 from bot.domain.packs import PackStatus, ResourcePack, family_totals, resolve_family
 from bot.domain.thresholds import Level, Threshold, ThresholdKind, family_levels, step, usable
 from bot.foresight import forecasts_in
 from bot.store.db import Store, SubscriptionRow, Tx, from_ms, to_ms
-from bot.views.alerts import pack_event_message, threshold_dm
+from bot.views.alerts import pack_event_message, run_out_ahead_message, threshold_dm
 from bot.views.balance import by_risk
 from bot.views.charts import TrendSeries
 from bot.views.digest import DigestData, FamilyUsage, Trend, digest_message
+from bot.views.format import quantity
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +80,12 @@ def run_check(
     warnings: list[str] = []
     baselined: list[str] = []
     written = 0
+    checked_packs = [p for p in packs if p.account in checked]
     with store.transaction() as tx:
+        # The forecast says what an expiring pack will really leave unused, and which families
+        # run out soon. It reads the history as it was before this poll, plus Kling's figures now.
+        forecasts = _safe_forecasts(tx, checked_packs, now, settings)
+        waste = {(pf.pack.account, pf.pack.pack_id): pf for f in forecasts for pf in f.packs}
         for account in checked:
             mine = [p for p in packs if p.account == account]
             previous = tx.pack_states(account)
@@ -81,8 +94,9 @@ def run_check(
             detection = detect_pack_events(previous, mine, now, warning_days=settings.expiry_warning_days)
             for old, new in detection.reissued:
                 log.info("Kling reports pack %s under a new id %s; treated as the same pack", old[:80], new[:80])
-            warnings.extend(_owe_warnings(tx, detection.events, mine, now, settings, names))
+            warnings.extend(_owe_warnings(tx, detection.events, mine, now, settings, names, waste))
             written += tx.save_packs(detection.states, previous, now, reissued=detection.reissued, account=account)
+        warnings.extend(_step_run_out(tx, forecasts, now, settings, baselined))
         dms = _step_subscriptions(tx, [p for p in packs if p.account in checked], now, settings)
         last_prune = tx.get_meta("last_prune_at")
         if last_prune is None or to_ms(now) - int(last_prune) >= PRUNE_EVERY.total_seconds() * 1000:
@@ -97,6 +111,7 @@ def _owe_warnings(
     now: datetime,
     settings: Settings,
     names: Mapping[str, str] | None,
+    waste: Mapping[tuple[str, str], PackForecast] | None = None,
 ) -> list[str]:
     if not settings.alert_channel:
         if events:
@@ -109,8 +124,19 @@ def _owe_warnings(
     for event in events:
         if event.key in known:
             continue
+        projected = (waste or {}).get((event.pack.account, event.pack.pack_id))
+        if event.kind == EventKind.EXPIRING and projected is not None and not waste_worth_warning(projected):
+            # At this pace the pack is used up before it expires: nothing to warn about.
+            continue
         try:
-            message = pack_event_message(event, now, packs, account_names=names)
+            message = pack_event_message(
+                event,
+                now,
+                packs,
+                account_names=names,
+                unused_at_expiry=projected.expires_unused if projected is not None else None,
+                rate_text=_pace(projected),
+            )
         except Exception:
             # One pack that cannot be rendered must not stop the warnings for the rest.
             log.exception("Could not write the %s warning for pack %s; skipped", event.kind, event.pack.pack_id)
@@ -118,6 +144,60 @@ def _owe_warnings(
         if tx.enqueue(event.key, str(event.kind), settings.alert_channel, message, now):
             owed.append(event.key)
     return owed
+
+
+def _safe_forecasts(
+    tx: Tx, packs: Sequence[ResourcePack], now: datetime, settings: Settings
+) -> list[FamilyForecast]:
+    try:
+        # A savepoint: a failure here must not abort (on PostgreSQL) the check's transaction.
+        with tx.conn.begin_nested():
+            return forecasts_in(tx, packs, now, window_days=settings.forecast_window_days)
+    except Exception:
+        log.exception("Could not compute the forecast; checking without it")
+        return []
+
+
+def _pace(projected: PackForecast | None) -> str:
+    if projected is None or projected.rate.per_day <= 0:
+        return "no use yet" if projected is not None else ""
+    basis = ", average since purchase" if projected.rate.basis == RateBasis.SINCE_PURCHASE else ""
+    return f"this pack alone: {quantity(round(projected.rate.per_day, 1))}/day{basis}"
+
+
+def _step_run_out(
+    tx: Tx, forecasts: Sequence[FamilyForecast], now: datetime, settings: Settings, baselined: Sequence[str]
+) -> list[str]:
+    """Owe one run-out-ahead warning per family whose projected run-out enters the window."""
+    states = tx.run_out_states()
+    changed: dict[tuple[str, str], RunOutState] = {}
+    owed: list[str] = []
+    # An account's first forecast (a new install, or an upgrade from before forecasts) only
+    # records where each family stands: what was already true is not news.
+    first = {a for a in {f.account for f in forecasts} if tx.get_meta(_forecast_baseline_key(a)) is None}
+    for account in first:
+        tx.set_meta(_forecast_baseline_key(account), str(to_ms(now)))
+    for f in forecasts:
+        key = (f.account, key_part(f.family, FAMILY_KEY_LIMIT))
+        before = states.get(key, RunOutState())
+        step_ = run_out_step(f, before, now, warning_days=settings.forecast_warning_days)
+        if step_.state != before:
+            changed[key] = step_.state
+        # Nothing on an account's first poll for what was already true (no storm on install).
+        if not step_.fire or f.account in baselined or f.account in first or not settings.alert_channel:
+            continue
+        event_key = f"run_out_ahead:{scoped(f.account, key_part(f.family))}:{before.episode}"
+        message = run_out_ahead_message(
+            f, now, warning_days=settings.forecast_warning_days, account_names=settings.account_names
+        )
+        if tx.enqueue(event_key, "run_out_ahead", settings.alert_channel, message, now):
+            owed.append(event_key)
+    tx.set_run_out_states(changed)
+    return owed
+
+
+def _forecast_baseline_key(account: str) -> str:
+    return "forecast_baseline_at" if account == DEFAULT_ACCOUNT else f"forecast_baseline_at:{account}"
 
 
 def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime, settings: Settings) -> list[str]:

@@ -44,6 +44,8 @@ def demo_packs(now: datetime, variant: int = 0) -> list[dict[str, object]]:
         ("Image Generation - 20,000 entries", "decreasing_total", 20000, 0, -200 * day, 100 * day, "runOut"),
         ("Video Generation - 1,000 entries", "decreasing_total", 1000, 220, -400 * day + day, -35 * day, "expired"),
         ("Virtual Try-On - 500 entries", "constant_period", 500, 500, -1 * day, 120 * day, "toBeOnline"),
+        # Used slowly and expiring soon: the forecast's "will be lost" case.
+        ("Lip Sync - 2,000 entries", "decreasing_total", 2000, 1500, -100 * day, 5 * day, "online"),
     ]
     return _rows(rows, now, prefix="demo")
 

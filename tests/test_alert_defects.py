@@ -81,7 +81,7 @@ def test_a_one_poll_recovery_does_not_re_arm(world: World) -> None:
 
 def test_expiry_moved_later_then_close_again_is_reminded_again(world: World) -> None:
     """A warned expiry that moves past the window (and holds) re-arms: the next approach warns again."""
-    pack = make_pack("Video Generation - A", remaining=500, pack_id="x1", expires_in_days=5)
+    pack = make_pack("Video Generation - A", total=1000, remaining=500, pack_id="x1", expires_in_days=5)
     world.kling.packs = [pack]
     world.check()
     assert len(world.posts(ALERTS)) == 1
@@ -210,8 +210,10 @@ def test_long_ids_and_names_behave_the_same_on_every_database(world: World) -> N
     world.kling.packs = [{**pack, "remaining_quantity": 10}]
     world.check()
     world.check()
-    [post] = world.posts(ALERTS)
-    assert_valid_message(post)
+    posts = world.posts(ALERTS)
+    for post in posts:
+        assert_valid_message(post)
+    assert len([p for p in posts if "used up" in p["text"]]) == 1
     [dm] = world.dms("U_ALICE")
     assert_valid_message(dm)
 

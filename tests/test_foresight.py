@@ -3,7 +3,8 @@ through days, and the `/kling-balance` reply through Bolt."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -111,3 +112,85 @@ def test_balance_json_and_table_carry_the_forecast(kling: FakeKling) -> None:
     kling.qps_interval_s = 0
     code, out, _ = run(["balance"], kling_env(kling))
     assert code == 0 and "Forecast per family" in out and "since purchase" in out
+
+
+def burn(world: World, days: int, packs_at: Callable[[int], list[dict]], *, polls_per_day: int = 2) -> None:
+    """Poll through `days` days; `packs_at(step)` gives Kling's packs at each poll."""
+    for step in range(days * polls_per_day):
+        world.kling.packs = packs_at(step)
+        if step:
+            world.clock.advance(timedelta(days=1).total_seconds() / polls_per_day - 30 * 60)
+        world.check()
+
+
+def test_a_family_running_out_within_the_window_is_warned_once(world: World) -> None:
+    """At 200/day from 2,400, the run-out enters the 7-day window on day 5: warned then, once, also across a restart."""
+    from tests.world import ALERTS
+
+    def video(step: int) -> list[dict]:
+        left = 2400 - 100 * step
+        return [make_pack("Video Generation - 5,000", total=5000, remaining=left, pack_id="v", expires_in_days=60)]
+
+    burn(world, 6, video)
+    world.restart()
+    burn(world, 1, lambda step: video(12 + step))
+    warnings = [p for p in world.posts(ALERTS) if "At this pace" in p["text"]]
+    assert len(warnings) == 1
+    text = all_text(warnings[0])
+    assert "runs out on" in text and "200/day" in text and "days before its packs expire" in text
+
+
+def test_a_purchase_re_arms_the_run_out_warning(world: World) -> None:
+    """Warned, then a purchase pushes the run-out far out, then it comes back: warned again."""
+    from tests.world import ALERTS
+
+    def packs(step: int, bought: bool) -> list[dict]:
+        left = 1600 - 100 * step
+        extra = [make_pack("Video Generation - new", total=20000, remaining=20000, pack_id="n")] if bought else []
+        old = make_pack("Video Generation - old", total=5000, remaining=left, pack_id="v", expires_in_days=60)
+        return [old, *extra]
+
+    burn(world, 3, lambda s: packs(s, False))
+    assert len([p for p in world.posts(ALERTS) if "At this pace" in p["text"]]) == 1
+    burn(world, 1, lambda s: packs(6 + s, True))  # a big purchase: months of headroom
+    world.kling.packs = packs(8, False)  # the new pack is used up elsewhere / refunded
+    world.check()
+    world.check()
+    assert len([p for p in world.posts(ALERTS) if "At this pace" in p["text"]]) == 2
+
+
+def test_expiring_pack_warning_says_what_will_be_lost_at_this_pace(world: World) -> None:
+    """A pack used 50/day with 950 left when it comes within 7 days of expiry: about 600 will be lost, said once."""
+    from tests.world import ALERTS
+
+    def packs(step: int) -> list[dict]:
+        left = 1100 - 25 * step
+        return [make_pack("Video Generation - 2,000", total=2000, remaining=left, pack_id="w", expires_in_days=10)]
+
+    burn(world, 4, packs)
+    expiring = [p for p in world.posts(ALERTS) if "expires" in p["text"]]
+    assert len(expiring) == 1
+    text = all_text(expiring[0])
+    assert re.search(r"about 6\d\d of its 950 left will be lost", text) and "50/day" in text
+
+
+def test_no_expiry_warning_for_a_pack_used_up_first(world: World) -> None:
+    """A pack that at this pace is used up before it expires gets no expiry warning."""
+    from tests.world import ALERTS
+
+    def packs(step: int) -> list[dict]:
+        left = 600 - 100 * step
+        return [
+            make_pack(
+                "Video Generation - 2,000",
+                total=2000,
+                remaining=left,
+                pack_id="u",
+                expires_in_days=6,
+                purchased_days_ago=5,
+            ),
+            make_pack("Video Generation - big", total=90000, remaining=90000, pack_id="b", expires_in_days=300),
+        ]
+
+    burn(world, 2, packs)
+    assert [p for p in world.posts(ALERTS) if "expires" in p["text"]] == []

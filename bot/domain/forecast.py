@@ -99,10 +99,10 @@ def pack_rate(
         days = (now - window_start).total_seconds() / DAY_S
         return PackRate(used / days if days > 0 else 0.0, RateBasis.RECENT)
     used = pack.total - pack.remaining
-    if used > 0 and pack.effective_time is not None and pack.effective_time < now:
+    # The same 24 h floor: an average over a pack effective for two hours is noise.
+    if used > 0 and pack.effective_time is not None and now - pack.effective_time >= MIN_HISTORY:
         days = (now - pack.effective_time).total_seconds() / DAY_S
-        if days > 0:
-            return PackRate(used / days, RateBasis.SINCE_PURCHASE)
+        return PackRate(used / days, RateBasis.SINCE_PURCHASE)
     return PackRate(0.0, RateBasis.NONE)
 
 
@@ -196,3 +196,41 @@ def risk_key(f: FamilyForecast, now: datetime) -> tuple[float, float, str, str]:
     """Soonest run-out first, then the largest waste."""
     days = f.days_to_run_out(now)
     return (days if days is not None else float("inf"), -f.expires_unused, f.account, f.family.casefold())
+
+
+# A run-out warning re-arms only once the projection moves this far past the window (a
+# purchase, a slower pace), so a wobbling rate does not repeat it.
+REARM_MARGIN = timedelta(days=3)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutState:
+    """Where a family's run-out warning stands (kept between polls)."""
+
+    armed: bool = True
+    episode: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutStep:
+    fire: bool
+    state: RunOutState
+
+
+def run_out_step(f: FamilyForecast, state: RunOutState, now: datetime, *, warning_days: int) -> RunOutStep:
+    """Fire once when the projected run-out enters the warning window; re-arm (a new episode)
+    only when it moves back past the window plus `REARM_MARGIN`, or no run-out is projected."""
+    days = f.days_to_run_out(now)
+    window = timedelta(days=warning_days)
+    inside = days is not None and timedelta(days=days) <= window
+    if state.armed and inside:
+        return RunOutStep(True, RunOutState(armed=False, episode=state.episode))
+    if not state.armed and (days is None or timedelta(days=days) > window + REARM_MARGIN):
+        return RunOutStep(False, RunOutState(armed=True, episode=state.episode + 1))
+    return RunOutStep(False, state)
+
+
+def waste_worth_warning(pack_forecast: PackForecast) -> bool:
+    """Units a pack will leave unused at expiry are worth a warning from 1% of its total."""
+    total = pack_forecast.pack.total
+    return total > 0 and pack_forecast.expires_unused >= 0.01 * total

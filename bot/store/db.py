@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.domain.accounts import DEFAULT_ACCOUNT
 from bot.domain.alerts import PackState
-from bot.domain.forecast import Point
+from bot.domain.forecast import Point, RunOutState
 from bot.store import schema as s
 
 log = logging.getLogger(__name__)
@@ -389,6 +389,21 @@ class Tx:
             )
         )
         return {(account, pack_id): remaining for account, pack_id, remaining in rows}
+
+    def run_out_states(self) -> dict[tuple[str, str], RunOutState]:
+        rows = self.conn.execute(select(s.forecast_state))
+        return {(r.account, r.family): RunOutState(bool(r.armed), r.episode) for r in rows}
+
+    def set_run_out_states(self, states: Mapping[tuple[str, str], RunOutState]) -> None:
+        if states:
+            self._upsert_many(
+                s.forecast_state,
+                [
+                    {"account": account, "family": family, "armed": st.armed, "episode": st.episode}
+                    for (account, family), st in states.items()
+                ],
+                ["account", "family"],
+            )
 
     # -- outbox -----------------------------------------------------------------------------
 

@@ -132,6 +132,19 @@ subscription_state = Table(
 )
 
 
+# Since version 4: each family's run-out-ahead warning (only families that have been
+# warned or re-armed have a row; none means armed, episode 0).
+forecast_state = Table(
+    "forecast_state",
+    metadata,
+    Column("account", Text, primary_key=True),
+    # The family's name, hashed when long (bot.domain.alerts.key_part).
+    Column("family", Text, primary_key=True),
+    Column("armed", Boolean, nullable=False),
+    Column("episode", Integer, nullable=False, default=0),
+)
+
+
 def _v1(conn: Connection) -> None:
     # Version 1 as it was released; later versions alter it. (The tables above are the
     # current shape, for queries.)
@@ -270,8 +283,13 @@ def _sqlite_rebuild(conn: Connection, table: Table, new_columns: dict[str, str])
     conn.exec_driver_sql(f"DROP TABLE {old}")
 
 
+def _v4(conn: Connection) -> None:
+    """Where each family's run-out-ahead warning stands."""
+    forecast_state.create(conn)
+
+
 # Append only. Each step takes the schema from version i to i+1.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

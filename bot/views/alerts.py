@@ -10,10 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain.alerts import EventKind, PackEvent
+from bot.domain.forecast import REARM_MARGIN, FamilyForecast
 from bot.domain.packs import ResourcePack, family_totals
 from bot.domain.thresholds import Level, Threshold, ThresholdKind
 from bot.views.balance import COMMAND
 from bot.views.blocks import chunk_sections, context, header, plain, section
+from bot.views.forecast import day_token
+from bot.views.forecast import rate_text as forecast_rate_text
 from bot.views.format import LAG_NOTE, bar, clip, mrkdwn_escape, percent, quantity, relative, slack_date
 
 Message = dict[str, Any]
@@ -67,6 +70,8 @@ def pack_event_message(
     packs: Sequence[ResourcePack] = (),
     *,
     account_names: Mapping[str, str] | None = None,
+    unused_at_expiry: float | None = None,
+    rate_text: str = "",
 ) -> Message:
     """A pack warning; `packs` (everything its account reported) says what the rest of its
     family holds; `account_names` (several accounts) names the account."""
@@ -100,8 +105,18 @@ def pack_event_message(
             if event.days and event.days > 1
             else "This is the last reminder about this pack."
         )
+        if unused_at_expiry is not None:
+            # What will be lost then at this pace, not merely what is left now.
+            lost = min(pack.remaining, unused_at_expiry)
+            pace = f" ({rate_text})" if rate_text else ""
+            headline = (
+                f":warning: {name} expires {_expiry(event, now)}: at this pace{pace} about "
+                f"{quantity(round(lost))} of its {quantity(pack.remaining)} left will be lost."
+            )
+        else:
+            headline = f":warning: {name} expires {_expiry(event, now)} with {quantity(pack.remaining)} unused."
         return _message(
-            f":warning: {name} expires {_expiry(event, now)} with {quantity(pack.remaining)} unused.",
+            headline,
             f"`{bar(pack.fraction_left)}` {balance} ({percent(pack.fraction_left)}). Use it before then, "
             "or it is lost.",
             f"{repeat} {LAG_NOTE}",
@@ -181,4 +196,28 @@ def threshold_dm(
         f"You will not get this again until it recovers above {describe_rearm(threshold)} (say, after a new pack "
         f"is bought). Stop these with {unsubscribe}. {LAG_NOTE}",
         f"Again only after it recovers above {describe_rearm(threshold)}.",
+    )
+
+
+def run_out_ahead_message(
+    forecast: FamilyForecast, now: datetime, *, warning_days: int, account_names: Mapping[str, str] | None = None
+) -> Message:
+    """ "At this pace Video Generation runs out on Dec 3, in 6 days, 11 days before its packs expire." """
+    assert forecast.runs_out_at is not None
+    family = f"*{mrkdwn_escape(forecast.family)}*{in_account(forecast.account, account_names)}"
+    days = max(1, round(forecast.days_to_run_out(now) or 0))
+    expiries = [p.pack.invalid_time for p in forecast.packs if p.pack.invalid_time]
+    before = ""
+    if expiries and max(expiries) > forecast.runs_out_at:
+        spare = round((max(expiries) - forecast.runs_out_at).total_seconds() / 86400)
+        if spare >= 1:
+            before = f", {spare} day{'s' if spare != 1 else ''} before its packs expire"
+    return _message(
+        f":hourglass_flowing_sand: At this pace {family} runs out on {day_token(forecast.runs_out_at)}, "
+        f"in {days} day{'s' if days != 1 else ''}{before}.",
+        f"{quantity(round(forecast.remaining))} left, using {forecast_rate_text(forecast)}. Buy a pack in the Kling "
+        "console before then, or slow down.",
+        f"Said once. It comes again only if the projection moves past {warning_days + REARM_MARGIN.days} days "
+        f"(a purchase, a slower pace) and then back within {warning_days}. {LAG_NOTE}",
+        "Said once.",
     )
