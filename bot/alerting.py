@@ -358,7 +358,17 @@ def trend_series(
         min(now, datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)) for day in day_list[:-1]
     ] + [now]
     labels = [f"{day:%b %d}" for day in day_list]
-    at = [tx.remaining_at(m) for m in moments]
+    history = tx.histories(moments[0])
+
+    def value_at(key: tuple[str, str], moment: datetime) -> float | None:
+        value = None
+        for point in history.get(key, ()):
+            if point.at > moment:
+                break
+            value = point.remaining
+        return value
+
+    at = [{key: v for key in history if (v := value_at(key, m)) is not None} for m in moments]
     names = settings.account_names
     series = []
     for f in forecasts:

@@ -273,7 +273,13 @@ class Tx:
             if state.absent_since is None and (before is None or before.remaining != state.remaining):
                 # (A re-issued pack's snapshots moved with it: a snapshot only if it changed.)
                 snapshot_rows.append(
-                    {"account": account, "pack_id": pack_id, "at": now_ms, "remaining": state.remaining}
+                    {
+                        "account": account,
+                        "pack_id": pack_id,
+                        "at": now_ms,
+                        "remaining": state.remaining,
+                        "previous": before.remaining if before is not None else None,
+                    }
                 )
         if new_rows:
             # Upsert, not insert: another replica may have stored the same new pack meanwhile.
@@ -335,60 +341,69 @@ class Tx:
         return [dict(r) for r in rows]
 
     def remaining_since(self, when: datetime) -> dict[tuple[str, str], float]:
-        """Each (account, pack)'s remaining quantity at `when`: the last snapshot at or before
-        it, or for a pack first seen later, the first snapshot of it."""
-        at_ms = to_ms(when)
-        snap = s.snapshots.c
-
-        def snapshot_rows(pick: Any, condition: Any) -> dict[tuple[str, str], float]:
-            chosen = (
-                select(snap.account, snap.pack_id, pick(snap.at).label("at"))
-                .where(condition)
-                .group_by(snap.account, snap.pack_id)
-                .subquery()
-            )
-            rows = self.conn.execute(
-                select(snap.account, snap.pack_id, snap.remaining).join(
-                    chosen,
-                    and_(snap.account == chosen.c.account, snap.pack_id == chosen.c.pack_id, snap.at == chosen.c.at),
-                )
-            )
-            return {(account, pack_id): remaining for account, pack_id, remaining in rows}
-
-        later = snapshot_rows(func.min, s.snapshots.c.at > at_ms)
-        return {**later, **snapshot_rows(func.max, s.snapshots.c.at <= at_ms)}
+        """Each (account, pack)'s remaining quantity at `when`, or for a pack first seen
+        later, its first snapshot."""
+        return {key: points[0].remaining for key, points in self.histories(when).items() if points}
 
     def histories(self, since: datetime) -> dict[tuple[str, str], list[Point]]:
-        """Each (account, pack)'s remaining quantity over time from `since` on: its value at
-        `since` (the last snapshot before it, when there is one) and every change after."""
+        """Each (account, pack)'s remaining quantity from `since` on: its value at `since`
+        and every change after (for a pack first seen later, from its first snapshot).
+
+        Reads only the rows after `since`, whatever the age of the database: a snapshot keeps
+        the value it replaced (`previous`), so the value at `since` of a pack that changed
+        later is the first later row's `previous`; one that has not changed since is what the
+        pack state holds now.
+        """
         snap = s.snapshots.c
-        start = self.remaining_at(since)
-        out: dict[tuple[str, str], list[Point]] = {key: [Point(since, remaining)] for key, remaining in start.items()}
+        since_ms = to_ms(since)
+        out: dict[tuple[str, str], list[Point]] = {}
+        legacy: list[tuple[str, str]] = []
         rows = self.conn.execute(
-            select(snap.account, snap.pack_id, snap.at, snap.remaining)
-            .where(snap.at > to_ms(since))
-            .order_by(snap.account, snap.pack_id, snap.at)
+            select(snap.account, snap.pack_id, snap.at, snap.remaining, snap.previous)
+            .where(snap.at > since_ms)
+            .order_by(snap.account, snap.pack_id, snap.at, snap.id)
         )
-        for account, pack_id, at, remaining in rows:
-            out.setdefault((account, pack_id), []).append(Point(from_ms(at) or since, remaining))
+        for account, pack_id, at, remaining, previous in rows:
+            points = out.get((account, pack_id))
+            if points is None:
+                points = out[(account, pack_id)] = []
+                if previous is not None:
+                    points.append(Point(since, previous))
+                else:
+                    legacy.append((account, pack_id))
+            points.append(Point(from_ms(at) or since, remaining))
+        state = s.pack_state.c
+        seen_before = set()
+        for account, pack_id, remaining in self.conn.execute(
+            select(state.account, state.pack_id, state.remaining).where(state.first_seen <= since_ms)
+        ):
+            seen_before.add((account, pack_id))
+            out.setdefault((account, pack_id), [Point(since, remaining)])
+        # Only packs known before `since` have a value then (the others start later).
+        legacy = [key for key in legacy if key in seen_before]
+        if legacy:
+            self._legacy_starts(out, legacy, since)
         return out
+
+    def _legacy_starts(
+        self, out: dict[tuple[str, str], list[Point]], keys: list[tuple[str, str]], since: datetime
+    ) -> None:
+        # Snapshots written before `previous` existed (release 0.1.0): the value at `since` is
+        # the last row before it, looked up for these few packs only.
+        snap = s.snapshots.c
+        for account, pack_id in keys:
+            before = self.conn.execute(
+                select(snap.remaining)
+                .where(snap.account == account, snap.pack_id == pack_id, snap.at <= to_ms(since))
+                .order_by(snap.at.desc())
+                .limit(1)
+            ).scalar()
+            if before is not None:
+                out[(account, pack_id)].insert(0, Point(since, before))
 
     def remaining_at(self, when: datetime) -> dict[tuple[str, str], float]:
         """Each (account, pack)'s remaining quantity at `when`, for packs seen by then."""
-        snap = s.snapshots.c
-        latest = (
-            select(snap.account, snap.pack_id, func.max(snap.at).label("at"))
-            .where(snap.at <= to_ms(when))
-            .group_by(snap.account, snap.pack_id)
-            .subquery()
-        )
-        rows = self.conn.execute(
-            select(snap.account, snap.pack_id, snap.remaining).join(
-                latest,
-                and_(snap.account == latest.c.account, snap.pack_id == latest.c.pack_id, snap.at == latest.c.at),
-            )
-        )
-        return {(account, pack_id): remaining for account, pack_id, remaining in rows}
+        return {key: points[0].remaining for key, points in self.histories(when).items() if points[0].at == when}
 
     def run_out_states(self) -> dict[tuple[str, str], RunOutState]:
         rows = self.conn.execute(select(s.forecast_state))

@@ -76,6 +76,9 @@ snapshots = Table(
     Column("pack_id", Text, nullable=False),
     Column("at", BigInteger, nullable=False),
     Column("account", Text, nullable=False, default="default"),  # since version 3
+    # Since version 4: the value this snapshot replaced (None for a pack's first), so a window
+    # of history is read from its own rows, however old the table.
+    Column("previous", Float),
     Column("remaining", Float, nullable=False),
     Index("ix_snapshots_pack_at", "pack_id", "at"),
     Index("ix_snapshots_at", "at"),
@@ -284,8 +287,9 @@ def _sqlite_rebuild(conn: Connection, table: Table, new_columns: dict[str, str])
 
 
 def _v4(conn: Connection) -> None:
-    """Where each family's run-out-ahead warning stands."""
+    """Where each family's run-out-ahead warning stands, and the value each snapshot replaced."""
     forecast_state.create(conn)
+    conn.exec_driver_sql("ALTER TABLE snapshots ADD COLUMN previous FLOAT")
 
 
 # Append only. Each step takes the schema from version i to i+1.
