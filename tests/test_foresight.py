@@ -194,3 +194,17 @@ def test_no_expiry_warning_for_a_pack_used_up_first(world: World) -> None:
 
     burn(world, 2, packs)
     assert [p for p in world.posts(ALERTS) if "expires" in p["text"]] == []
+
+
+def test_packs_that_will_waste_come_first_and_say_how_much(world: World) -> None:
+    """In the reply, a pack that will expire with units left at this pace is listed first, marked, with the amount."""
+    world.kling.packs = [
+        make_pack("Video Generation - steady", total=10000, remaining=5000, pack_id="s", expires_in_days=300),
+        make_pack(
+            "Lip Sync - 2,000", total=2000, remaining=1500, pack_id="w", purchased_days_ago=100, expires_in_days=5
+        ),
+    ]
+    text = all_text(world.command(""))
+    packs_part = text.split("Lip Sync - 2,000", 1)
+    assert len(packs_part) == 2 and "Video Generation - steady" in packs_part[1]
+    assert ":rotating_light: *Lip Sync - 2,000*" in text and "will expire unused at this pace" in text

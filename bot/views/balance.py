@@ -26,7 +26,7 @@ from bot.views.blocks import (
     plain,
     section,
 )
-from bot.views.forecast import at_risk, forecast_text
+from bot.views.forecast import at_risk, forecast_text, worth_saying
 from bot.views.format import (
     LAG_NOTE,
     age,
@@ -80,7 +80,7 @@ def _forecast_of(total: FamilyTotal, forecasts: Sequence[FamilyForecast] | None)
     return next((f for f in forecasts or () if (f.account, f.family) == (total.account, total.family)), None)
 
 
-def pack_entry(pack: ResourcePack, now: datetime) -> str:
+def pack_entry(pack: ResourcePack, now: datetime, unused_at_expiry: float | None = None) -> str:
     status = status_label(pack.status)
     status_text = status if pack.status == PackStatus.ONLINE else f"*{status}*"
     lines = [
@@ -94,7 +94,23 @@ def pack_entry(pack: ResourcePack, now: datetime) -> str:
     if pack.invalid_time:
         verb = "expired" if pack.invalid_time <= now else "expires"
         lines[1] += f" · {verb} {slack_date(pack.invalid_time)} ({relative(pack.invalid_time, now)})"
+    if unused_at_expiry is not None and worth_saying(unused_at_expiry, pack.total):
+        lines[0] = ":rotating_light: " + lines[0]
+        lines[1] += f" · ~{quantity(round(unused_at_expiry))} will expire unused at this pace"
     return "\n".join(lines)
+
+
+def packs_by_risk(
+    packs: Sequence[ResourcePack], forecasts: Sequence[FamilyForecast] | None
+) -> tuple[list[ResourcePack], dict[tuple[str, str], float]]:
+    """Packs that will waste units at this pace first (soonest expiry first), then the rest in
+    their usual order; and what each will leave unused."""
+    unused = {(pf.pack.account, pf.pack.pack_id): pf.expires_unused for f in forecasts or () for pf in f.packs}
+
+    def wasting(p: ResourcePack) -> bool:
+        return worth_saying(unused.get((p.account, p.pack_id), 0.0), p.total)
+
+    return [p for p in packs if wasting(p)] + [p for p in packs if not wasting(p)], unused
 
 
 def _fallback_line(total: FamilyTotal) -> str:
@@ -152,6 +168,7 @@ def balance_message(
         return {"text": plain(text), "blocks": blocks}
 
     totals = by_risk(family_totals(matching_all), forecasts)
+    packs, unused = packs_by_risk(packs, forecasts)
     # Budget: header/stale note so far, then families, pack list, "more" lines and footer.
     reserved = 3
     family_blocks, families_shown = chunk_sections(
@@ -165,7 +182,7 @@ def balance_message(
         blocks.append({"type": "divider"})
 
     pack_blocks, packs_shown = chunk_sections(
-        [pack_entry(p, now) for p in packs[:MAX_PACKS_LISTED]],
+        [pack_entry(p, now, unused.get((p.account, p.pack_id))) for p in packs[:MAX_PACKS_LISTED]],
         max_sections=MAX_BLOCKS - len(blocks) - reserved,
         separator="\n\n",
     )
@@ -227,7 +244,9 @@ def balances_message(
             fallback.append(f"Account {name}: could not be read.")
             continue
         snapshot = answer.snapshot
-        packs = select_packs(snapshot.packs, include_inactive=include_inactive, name_filter=name_filter)
+        packs, unused = packs_by_risk(
+            select_packs(snapshot.packs, include_inactive=include_inactive, name_filter=name_filter), forecasts
+        )
         matching_all = select_packs(snapshot.packs, include_inactive=True, name_filter=name_filter)
         hidden_total += len(matching_all) - len(packs)
         totals = by_risk(family_totals(matching_all), forecasts)
@@ -244,7 +263,8 @@ def balances_message(
         listed = packs[:budget]
         budget -= len(listed)
         if listed:
-            pack_blocks, _ = chunk_sections([pack_entry(p, now) for p in listed], max_sections=3, separator="\n\n")
+            entries = [pack_entry(p, now, unused.get((p.account, p.pack_id))) for p in listed]
+            pack_blocks, _ = chunk_sections(entries, max_sections=3, separator="\n\n")
             blocks.extend(pack_blocks)
         blocks.append({"type": "divider"})
         fallback += [f"{name} / {_fallback_line(t)}" for t in totals if t.online_packs]
