@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 
 from bot.config import Settings
@@ -85,7 +85,7 @@ def run_check(
         # The forecast says what an expiring pack will really leave unused, and which families
         # run out soon. It reads the history as it was before this poll, plus Kling's figures now.
         forecasts = _safe_forecasts(tx, checked_packs, now, settings)
-        waste = {(pf.pack.account, pf.pack.pack_id): pf for f in forecasts for pf in f.packs}
+        waste = {(pf.pack.account, pf.pack.pack_id): pf for f in forecasts or () for pf in f.packs}
         for account in checked:
             mine = [p for p in packs if p.account == account]
             previous = tx.pack_states(account)
@@ -94,9 +94,17 @@ def run_check(
             detection = detect_pack_events(previous, mine, now, warning_days=settings.expiry_warning_days)
             for old, new in detection.reissued:
                 log.info("Kling reports pack %s under a new id %s; treated as the same pack", old[:80], new[:80])
-            warnings.extend(_owe_warnings(tx, detection.events, mine, now, settings, names, waste))
-            written += tx.save_packs(detection.states, previous, now, reissued=detection.reissued, account=account)
-        warnings.extend(_step_run_out(tx, forecasts, now, settings, baselined))
+            owed, not_yet = _owe_warnings(tx, detection.events, mine, now, settings, names, waste)
+            warnings.extend(owed)
+            states = dict(detection.states)
+            for pack_id in not_yet:
+                # Not warned (no waste at this pace): stay as before, so the reminder comes
+                # up again at the next poll and is given if waste appears (use slows down).
+                earlier = (previous or {}).get(pack_id)
+                states[pack_id] = replace(states[pack_id], expiry_level=earlier.expiry_level if earlier else 0)
+            written += tx.save_packs(states, previous, now, reissued=detection.reissued, account=account)
+        if forecasts is not None:  # without a forecast, run-out states stay as they are
+            warnings.extend(_step_run_out(tx, forecasts, now, settings, baselined, checked))
         dms = _step_subscriptions(tx, [p for p in packs if p.account in checked], now, settings)
         last_prune = tx.get_meta("last_prune_at")
         if last_prune is None or to_ms(now) - int(last_prune) >= PRUNE_EVERY.total_seconds() * 1000:
@@ -112,12 +120,15 @@ def _owe_warnings(
     settings: Settings,
     names: Mapping[str, str] | None,
     waste: Mapping[tuple[str, str], PackForecast] | None = None,
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
+    """The keys owed now, and the ids of packs whose expiry reminder was held back because
+    at this pace they are used up before they expire."""
     if not settings.alert_channel:
         if events:
             log.warning("%d pack event(s) but no ALERT_CHANNEL or DIGEST_CHANNEL is set to warn in", len(events))
-        return []
+        return [], []
     owed = []
+    held: list[str] = []
     # Expiry events recur at every poll until the pack expires; skip rendering the ones
     # already owed or sent (the insert would ignore them anyway).
     known = tx.existing_keys([e.key for e in events])
@@ -126,7 +137,8 @@ def _owe_warnings(
             continue
         projected = (waste or {}).get((event.pack.account, event.pack.pack_id))
         if event.kind == EventKind.EXPIRING and projected is not None and not waste_worth_warning(projected):
-            # At this pace the pack is used up before it expires: nothing to warn about.
+            # At this pace the pack is used up before it expires: nothing to warn about yet.
+            held.append(event.pack.pack_id)
             continue
         try:
             message = pack_event_message(
@@ -143,19 +155,19 @@ def _owe_warnings(
             continue
         if tx.enqueue(event.key, str(event.kind), settings.alert_channel, message, now):
             owed.append(event.key)
-    return owed
+    return owed, held
 
 
 def _safe_forecasts(
     tx: Tx, packs: Sequence[ResourcePack], now: datetime, settings: Settings
-) -> list[FamilyForecast]:
+) -> list[FamilyForecast] | None:
     try:
         # A savepoint: a failure here must not abort (on PostgreSQL) the check's transaction.
         with tx.conn.begin_nested():
             return forecasts_in(tx, packs, now, window_days=settings.forecast_window_days)
     except Exception:
         log.exception("Could not compute the forecast; checking without it")
-        return []
+        return None
 
 
 def _pace(projected: PackForecast | None) -> str:
@@ -166,7 +178,12 @@ def _pace(projected: PackForecast | None) -> str:
 
 
 def _step_run_out(
-    tx: Tx, forecasts: Sequence[FamilyForecast], now: datetime, settings: Settings, baselined: Sequence[str]
+    tx: Tx,
+    forecasts: Sequence[FamilyForecast],
+    now: datetime,
+    settings: Settings,
+    baselined: Sequence[str],
+    checked: Sequence[str],
 ) -> list[str]:
     """Owe one run-out-ahead warning per family whose projected run-out enters the window."""
     states = tx.run_out_states()
@@ -177,6 +194,11 @@ def _step_run_out(
     first = {a for a in {f.account for f in forecasts} if tx.get_meta(_forecast_baseline_key(a)) is None}
     for account in first:
         tx.set_meta(_forecast_baseline_key(account), str(to_ms(now)))
+    present = {(f.account, key_part(f.family, FAMILY_KEY_LIMIT)) for f in forecasts}
+    for key, state in states.items():
+        if key[0] in checked and key not in present and not state.armed:
+            # No online pack left (it ran out, or all expired): the next purchase starts over.
+            changed[key] = RunOutState(armed=True, episode=state.episode + 1)
     for f in forecasts:
         key = (f.account, key_part(f.family, FAMILY_KEY_LIMIT))
         before = states.get(key, RunOutState())

@@ -128,3 +128,51 @@ def test_pending_and_ended_packs_are_not_drained() -> None:
     """Only online packs are consumed in the projection; a family with none online has no forecast."""
     packs = [pack("p", status=PackStatus.TO_BE_ONLINE), pack("x", status=PackStatus.EXPIRED, family="Lip Sync")]
     assert forecast(packs, {}, NOW) == []
+
+
+def test_a_run_out_and_a_purchase_inside_the_window_do_not_hide_the_pace() -> None:
+    """1,000/day: pack A ran out 2 days ago, B was bought then; the family still burns 1,000/day."""
+    a = pack("a", total=5000, remaining=0, status=PackStatus.RUN_OUT, effective_ago=30 * DAY)
+    b = pack("b", total=10000, remaining=8000, effective_ago=2 * DAY, expires=90 * DAY)
+    histories = {
+        ("default", "a"): [Point(NOW - 7 * DAY + i * DAY, 5000 - 1000 * i) for i in range(6)],
+        ("default", "b"): [Point(NOW - 2 * DAY, 10000), Point(NOW - DAY, 9000), Point(NOW, 8000)],
+    }
+    [family] = forecast([a, b], histories, NOW, history_from={"default": NOW - 30 * DAY})
+    assert family.rate_per_day == pytest.approx(1000)
+    assert family.runs_out_at is not None and abs(family.runs_out_at - (NOW + 8 * DAY)) <= DAY
+
+
+def test_a_pack_bought_but_not_yet_active_joins_the_projection_when_it_starts() -> None:
+    """500 left at 100/day, a pack of 3,000 starting in 2 days: no run-out in 5 days, but in 35."""
+    online = pack("a", remaining=500, expires=60 * DAY)
+    pending = ResourcePack(
+        "Video Generation - b", "b", "decreasing_total", 3000, 3000, NOW, NOW + 2 * DAY, NOW + 90 * DAY,
+        PackStatus.TO_BE_ONLINE,
+    )  # fmt: skip
+    histories = {("default", "a"): daily(1200, 100, 7)}
+    [family] = forecast([online, pending], histories, NOW, history_from={"default": NOW - 8 * DAY})
+    assert family.runs_out_at == NOW + 35 * DAY
+
+
+def test_a_pack_past_its_expiry_is_not_counted_as_waste() -> None:
+    """Kling still says online after the expiry time: nothing of it is "going to be" lost."""
+    [family] = forecast([pack("a", remaining=700, expires=-DAY)], {}, NOW)
+    assert family.expires_unused == 0
+
+
+def test_a_rate_wobbling_around_the_last_expiry_warns_once() -> None:
+    """Runs out a day before its last expiry, then lasts to it, then runs out again: one warning."""
+    from bot.domain.forecast import RunOutState, run_out_step
+
+    state = RunOutState()
+    fired = 0
+    for remaining in (1010, 990, 1010, 990, 1010):
+        p = pack("a", remaining=remaining, expires=5 * DAY)
+        f = forecast(
+            [p], {("default", "a"): daily(remaining + 1400, 200, 7)}, NOW, history_from={"default": NOW - 9 * DAY}
+        )[0]
+        step = run_out_step(f, state, NOW, warning_days=7)
+        fired += step.fire
+        state = step.state
+    assert fired == 1

@@ -208,3 +208,23 @@ def test_packs_that_will_waste_come_first_and_say_how_much(world: World) -> None
     packs_part = text.split("Lip Sync - 2,000", 1)
     assert len(packs_part) == 2 and "Video Generation - steady" in packs_part[1]
     assert ":rotating_light: *Lip Sync - 2,000*" in text and "will expire unused at this pace" in text
+
+
+def test_a_held_back_expiry_reminder_comes_when_use_stops(world: World) -> None:
+    """Projected to be used up in time, no reminder; when use stops and waste appears, the reminder comes, once."""
+    from tests.world import ALERTS
+
+    def packs(step: int) -> list[dict]:
+        left = 600 - 100 * min(step, 2)
+        return [
+            make_pack(
+                "Video Generation - 1,000", total=1000, remaining=left, pack_id="h", purchased_days_ago=2,
+                expires_in_days=7.2,
+            )
+        ]  # fmt: skip
+
+    burn(world, 1, packs)  # inside the window, but at 250/day it is used up long before: held back
+    assert [p for p in world.posts(ALERTS) if "expires" in p["text"]] == []
+    burn(world, 5, lambda step: packs(2))  # use stops at 400 left
+    expiring = [p for p in world.posts(ALERTS) if "expires" in p["text"]]
+    assert len(expiring) == 1 and "will be lost" in expiring[0]["text"]
