@@ -18,7 +18,6 @@ from bot.domain.alerts import EventKind, PackEvent, detect_pack_events, expiry_l
 from bot.domain.forecast import (
     FamilyForecast,
     PackForecast,
-    RateBasis,
     RunOutState,
     run_out_step,
     waste_worth_warning,
@@ -31,7 +30,7 @@ from bot.views.alerts import pack_event_message, run_out_ahead_message, threshol
 from bot.views.balance import by_risk
 from bot.views.charts import TrendSeries
 from bot.views.digest import DigestData, FamilyUsage, Trend, digest_message
-from bot.views.format import quantity
+from bot.views.forecast import rate_text as forecast_rate_text
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ def run_check(
         # The forecast says what an expiring pack will really leave unused, and which families
         # run out soon. It reads the history as it was before this poll, plus Kling's figures now.
         forecasts = _safe_forecasts(tx, checked_packs, now, settings)
-        waste = {(pf.pack.account, pf.pack.pack_id): pf for f in forecasts or () for pf in f.packs}
+        waste = {(pf.pack.account, pf.pack.pack_id): (pf, f) for f in forecasts or () for pf in f.packs}
         for account in checked:
             mine = [p for p in packs if p.account == account]
             previous = tx.pack_states(account)
@@ -104,7 +103,7 @@ def run_check(
                 states[pack_id] = replace(states[pack_id], expiry_level=earlier.expiry_level if earlier else 0)
             written += tx.save_packs(states, previous, now, reissued=detection.reissued, account=account)
         if forecasts is not None:  # without a forecast, run-out states stay as they are
-            warnings.extend(_step_run_out(tx, forecasts, now, settings, baselined, checked))
+            warnings.extend(_step_run_out(tx, forecasts, now, settings, baselined))
         dms = _step_subscriptions(tx, [p for p in packs if p.account in checked], now, settings)
         last_prune = tx.get_meta("last_prune_at")
         if last_prune is None or to_ms(now) - int(last_prune) >= PRUNE_EVERY.total_seconds() * 1000:
@@ -119,7 +118,7 @@ def _owe_warnings(
     now: datetime,
     settings: Settings,
     names: Mapping[str, str] | None,
-    waste: Mapping[tuple[str, str], PackForecast] | None = None,
+    waste: Mapping[tuple[str, str], tuple[PackForecast, FamilyForecast]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """The keys owed now, and the ids of packs whose expiry reminder was held back because
     at this pace they are used up before they expire."""
@@ -135,7 +134,7 @@ def _owe_warnings(
     for event in events:
         if event.key in known:
             continue
-        projected = (waste or {}).get((event.pack.account, event.pack.pack_id))
+        projected, family = (waste or {}).get((event.pack.account, event.pack.pack_id), (None, None))
         if event.kind == EventKind.EXPIRING and projected is not None and not waste_worth_warning(projected):
             # At this pace the pack is used up before it expires: nothing to warn about yet.
             held.append(event.pack.pack_id)
@@ -147,7 +146,7 @@ def _owe_warnings(
                 packs,
                 account_names=names,
                 unused_at_expiry=projected.expires_unused if projected is not None else None,
-                rate_text=_pace(projected),
+                rate_text=forecast_rate_text(family) if family is not None else "",
             )
         except Exception:
             # One pack that cannot be rendered must not stop the warnings for the rest.
@@ -170,20 +169,12 @@ def _safe_forecasts(
         return None
 
 
-def _pace(projected: PackForecast | None) -> str:
-    if projected is None or projected.rate.per_day <= 0:
-        return "no use yet" if projected is not None else ""
-    basis = ", average since purchase" if projected.rate.basis == RateBasis.SINCE_PURCHASE else ""
-    return f"this pack alone: {quantity(round(projected.rate.per_day, 1))}/day{basis}"
-
-
 def _step_run_out(
     tx: Tx,
     forecasts: Sequence[FamilyForecast],
     now: datetime,
     settings: Settings,
     baselined: Sequence[str],
-    checked: Sequence[str],
 ) -> list[str]:
     """Owe one run-out-ahead warning per family whose projected run-out enters the window."""
     states = tx.run_out_states()
@@ -194,11 +185,8 @@ def _step_run_out(
     first = {a for a in {f.account for f in forecasts} if tx.get_meta(_forecast_baseline_key(a)) is None}
     for account in first:
         tx.set_meta(_forecast_baseline_key(account), str(to_ms(now)))
-    present = {(f.account, key_part(f.family, FAMILY_KEY_LIMIT)) for f in forecasts}
-    for key, state in states.items():
-        if key[0] in checked and key not in present and not state.armed:
-            # No online pack left (it ran out, or all expired): the next purchase starts over.
-            changed[key] = RunOutState(armed=True, episode=state.episode + 1)
+    # A family with no online pack has no forecast and keeps its state: running out is not a
+    # recovery, and a purchase re-arms only by moving the projection past the margin.
     for f in forecasts:
         key = (f.account, key_part(f.family, FAMILY_KEY_LIMIT))
         before = states.get(key, RunOutState())
@@ -313,7 +301,9 @@ def compose_digest(
     # Usage is known only from an account's first poll on; within minutes of it there is none.
     starts = [tx.baseline_at(a) for a in sorted({p.account for p in packs} or {DEFAULT_ACCOUNT})]
     history_from = max((t for t in starts if t is not None), default=None)
+    # History for usage needs every account's; a trend needs any.
     has_history = bool(starts) and all(t is not None and now - t >= HISTORY_MIN for t in starts)
+    any_history = any(t is not None and now - t >= HISTORY_MIN for t in starts)
     before = tx.remaining_since(since)
     used: dict[tuple[str, str], float] = {}
     for pack in packs:
@@ -324,7 +314,7 @@ def compose_digest(
     forecasts = forecasts_in(tx, packs, now, window_days=settings.forecast_window_days)
     totals = by_risk(family_totals(packs), forecasts)
     usage = [FamilyUsage(t, used.get((t.account, t.family), 0.0)) for t in totals]
-    trend = trend_series(tx, packs, forecasts, now, settings) if has_history else None
+    trend = trend_series(tx, packs, forecasts, now, settings) if any_history else None
     expiring = sorted(
         (p for p in packs if expiry_level(p, now, settings.expiry_warning_days) is not None),
         key=lambda p: p.invalid_time or now,
@@ -376,9 +366,9 @@ def trend_series(
     today = now.astimezone(zone).date()
     day_list = [today - timedelta(days=back) for back in range(days - 1, -1, -1)]
     # Each past day at its end (local midnight after it); today as it is now.
-    moments = [
-        min(now, datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)) for day in day_list[:-1]
-    ] + [now]
+    moments = [min(now, datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)) for day in day_list[:-1]] + [
+        now
+    ]
     labels = [f"{day:%b %d}" for day in day_list]
     history = tx.histories(moments[0])
 

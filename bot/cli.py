@@ -270,13 +270,20 @@ def _balance_forecasts(
         from sqlalchemy.exc import SQLAlchemyError
 
         from bot.foresight import forecasts as with_history
+        from bot.store import schema
         from bot.store.db import Store
 
         store = None
         try:
             store = Store(settings.database_url)
-            store.migrate()
-            return with_history(store, packs, now, window_days=settings.forecast_window_days)
+            # Read only: `balance` never creates or upgrades a schema (a running bot owns it).
+            with store.engine.connect() as conn:
+                version = schema.current_version(conn)
+            if version == schema.SCHEMA_VERSION:
+                return with_history(store, packs, now, window_days=settings.forecast_window_days)
+            log.info(
+                "No history for the forecast: the database is at schema %d, not %d", version, schema.SCHEMA_VERSION
+            )
         except (SQLAlchemyError, OSError, RuntimeError) as exc:
             log.info("No history for the forecast (%s): using averages since purchase", _db_reason(exc))
         finally:

@@ -6,6 +6,7 @@ problem is collected, so one run names every missing or invalid variable at once
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,18 @@ class KlingAccountSettings:
     access_key: str = field(default="", repr=False)
     secret_key: str = field(default="", repr=False)
     api_key: str = field(default="", repr=False)
+
+
+def _inherit_default(accounts: list[KlingAccountSettings]) -> list[KlingAccountSettings]:
+    """One account keeps the state stored for the single, unnamed account of a bot without
+    KLING_ACCOUNTS (its history, warnings already given, subscriptions): the one named
+    `default` if any, else the first listed. Going from one account to several then repeats
+    nothing and loses no history."""
+    if not accounts or any(a.account.key == DEFAULT.key for a in accounts):
+        return accounts
+    first = accounts[0]
+    heir = dataclasses.replace(first, account=Account(DEFAULT.key, first.account.name))
+    return [heir, *accounts[1:]]
 
 
 @dataclass(frozen=True)
@@ -158,12 +171,13 @@ class Settings:
                         "(up to 40), e.g. KLING_ACCOUNTS=studio,china-lab"
                     )
                     continue
-                account = Account.named(name)
-                if account.key in seen:
+                if name.casefold() in seen:
                     problems.append(f"KLING_ACCOUNTS names {name!r} twice (names are case-insensitive)")
                     continue
-                seen.add(account.key)
+                seen.add(name.casefold())
+                account = Account.named(name)
                 found.append(kling_account(account, account.env_prefix))
+            found = _inherit_default(found)
             accounts = tuple(found) or (KlingAccountSettings(DEFAULT),)
             if len(names) > MAX_ACCOUNTS:
                 problems.append(f"KLING_ACCOUNTS names {len(names)} accounts: at most {MAX_ACCOUNTS}")

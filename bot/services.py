@@ -93,6 +93,7 @@ def build_services(
             lookback_days=settings.kling_lookback_days,
             transport=transport,
             account=account.key,
+            label=account.name if settings.multi_account else "",
         )
         clients[account] = client
         caches[account] = PackCache(client.fetch_packs, ttl_s=settings.kling_cache_ttl_s, clock=clock)

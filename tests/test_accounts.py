@@ -54,10 +54,11 @@ def test_accounts_are_read_from_prefixed_settings() -> None:
         }
     )
     studio, lab = settings.accounts
-    assert (studio.account.key, studio.account.name, studio.api_key) == ("studio", "Studio", "k1")
+    # The first account keeps the state of the single account a bot had before (key "default").
+    assert (studio.account.key, studio.account.name, studio.api_key) == ("default", "Studio", "k1")
     assert studio.api_base == "https://api-singapore.klingai.com"
     assert (lab.account.name, lab.access_key, lab.api_base) == ("china-lab", "ak", "https://api-beijing.klingai.com")
-    assert settings.account_names == {"studio": "Studio", "china-lab": "china-lab"}
+    assert settings.account_names == {"default": "Studio", "china-lab": "china-lab"}
 
 
 def test_every_missing_or_invalid_account_setting_is_named() -> None:
@@ -237,7 +238,7 @@ def test_an_account_added_later_is_baselined_alone(
         w.env.update(two_accounts(kling, lab, lab_key=API_KEY), KLING_STUDIO_API_KEY=API_KEY)
         w.restart()
         report = w.check()
-        assert report is not None and report.baselined == ["china-lab"]
+        assert report is not None and report.baselined == ["china-lab"]  # Studio kept its state
         kling.packs = [{**kling.packs[0], "status": "runOut", "remaining_quantity": 0}]
         w.check()
         [post] = w.posts(ALERTS)
@@ -289,3 +290,27 @@ def test_bot_token_is_checked_once_whatever_the_accounts(kling: FakeKling, lab: 
     env = {"KLING_ACCOUNTS": "studio", "SLACK_BOT_TOKEN": BOT_TOKEN}
     code, _, err = run(["balance"], env)
     assert code == 2 and "KLING_STUDIO_ACCESS_KEY" in err and "for account studio" in err
+
+
+def test_going_from_one_account_to_several_repeats_nothing(
+    kling: FakeKling, lab: FakeKling, slack: FakeSlack, database_url: str
+) -> None:
+    """A bot with one unnamed account that gets KLING_ACCOUNTS=Studio,china-lab: Studio keeps its
+    state, warnings and subscriptions; nothing is said again."""
+    kling.qps_interval_s = lab.qps_interval_s = 0
+    kling.packs = [make_pack("Video Generation - A", total=1000, remaining=500, pack_id="a", expires_in_days=3)]
+    w = World(kling, slack, database_url)  # KLING_API_BASE + KLING_API_KEY: one account
+    try:
+        w.check()
+        w.command("subscribe 60%")
+        w.check()
+        said = len(w.posts(ALERTS)), len(w.dms("U_ALICE"))
+        assert said == (1, 1)
+        w.env.update(two_accounts(kling, lab))
+        w.restart()
+        report = w.check()
+        w.check()
+        assert report is not None and report.baselined == ["china-lab"]
+        assert (len(w.posts(ALERTS)), len(w.dms("U_ALICE"))) == said
+    finally:
+        w.close()

@@ -85,12 +85,12 @@ def test_next_real_transition_after_the_upgrade_warns_once(
     try:
         world.check()
         packs = final_packs()
-        packs[0] = {**packs[0], "status": "runOut", "remaining_quantity": 0}
+        packs[5] = {**packs[5], "status": "runOut", "remaining_quantity": 0}
         kling.packs = packs
         world.check()
         world.check()
         [used_up] = world.posts(ALERTS)
-        assert "Video Generation - 10,000 entries" in used_up["text"] and "used up" in used_up["text"]
+        assert "Image Generation - 5,000 entries" in used_up["text"] and "used up" in used_up["text"]
         world.set_time(T0 + timedelta(days=4, hours=12))  # rel-b: 12 hours left
         world.check()
         world.check()

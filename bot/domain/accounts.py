@@ -41,7 +41,7 @@ def valid_account_name(name: str) -> bool:
 def find_account(word: str, accounts: tuple[Account, ...] | list[Account]) -> Account | None:
     """The account a word names (any case), if any."""
     needle = word.strip().casefold()
-    return next((a for a in accounts if a.key == needle), None)
+    return next((a for a in accounts if a.name.casefold() == needle), None)
 
 
 def scoped(account: str, text: str) -> str:

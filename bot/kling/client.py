@@ -77,12 +77,13 @@ class KlingClient:
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         jitter: Callable[[], float] = random.random,
         account: str = DEFAULT_ACCOUNT,
+        label: str = "",
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        # Every pack fetched is tagged with its account; log lines name it when it is not the
-        # only one (the default account is never named).
+        # Every pack fetched is tagged with its account; log lines carry `label` (the
+        # account's name when there are several).
         self.account = account
-        self._log_prefix = "" if account == DEFAULT_ACCOUNT else f"[{account}] "
+        self._log_prefix = f"[{label}] " if label else ""
         self._credentials = credentials
         self._clock = clock
         self._lookback = timedelta(days=lookback_days)

@@ -401,10 +401,6 @@ class Tx:
             if before is not None:
                 out[(account, pack_id)].insert(0, Point(since, before))
 
-    def remaining_at(self, when: datetime) -> dict[tuple[str, str], float]:
-        """Each (account, pack)'s remaining quantity at `when`, for packs seen by then."""
-        return {key: points[0].remaining for key, points in self.histories(when).items() if points[0].at == when}
-
     def run_out_states(self) -> dict[tuple[str, str], RunOutState]:
         rows = self.conn.execute(select(s.forecast_state))
         return {(r.account, r.family): RunOutState(bool(r.armed), r.episode) for r in rows}

@@ -108,7 +108,7 @@ def pack_event_message(
         if unused_at_expiry is not None:
             # What will be lost then at this pace, not merely what is left now.
             lost = min(pack.remaining, unused_at_expiry)
-            pace = f" ({rate_text})" if rate_text else ""
+            pace = f" (the family's {rate_text})" if rate_text and rate_text != "no use yet" else ""
             headline = (
                 f":warning: {name} expires {_expiry(event, now)}: at this pace{pace} about "
                 f"{quantity(round(lost))} of its {quantity(pack.remaining)} left will be lost."
