@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from bot.config import Settings
 from bot.domain.accounts import DEFAULT_ACCOUNT, scoped
@@ -216,7 +217,7 @@ def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime, se
         return []
     levels = family_levels(packs)
     states = tx.subscription_states()
-    queued: list[str] = []
+    owed: list[tuple[str, str, dict[str, Any]]] = []
     changed: list[tuple[int, str, bool, int]] = []
     for sub in subscriptions:
         if settings.allowed_users and sub.user_id not in settings.allowed_users:
@@ -224,32 +225,32 @@ def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime, se
             # someone removed from KLING_ALLOWED_USERS hears nothing more.
             continue
         try:
-            # A savepoint: a database error in one subscription must not abort (on PostgreSQL)
-            # the transaction that holds everyone else's.
-            with tx.conn.begin_nested():
-                queued.extend(_step_subscription(tx, sub, levels, states, changed, now, settings.account_names))
+            # Pure evaluation (no database work inside), so one bad row (say a threshold an
+            # older release stored that cannot be evaluated) skips itself and nothing else.
+            dms, steps = _step_subscription(sub, levels, states, settings.account_names)
         except Exception:
-            # One bad row (say a threshold stored by an older release that cannot be
-            # evaluated) must not stop the DMs of everyone else.
             log.exception("Subscription %d could not be checked; skipped", sub.id)
+            continue
+        owed.extend(dms)
+        changed.extend(steps)
+    queued = [key for key, user, message in owed if tx.enqueue(key, "threshold", user, message, now, to_user=True)]
     tx.set_subscription_states(changed)
     return queued
 
 
 def _step_subscription(
-    tx: Tx,
     sub: SubscriptionRow,
     levels: dict[tuple[str, str], Level],
     states: dict[tuple[int, str], tuple[bool, int]],
-    changed: list[tuple[int, str, bool, int]],
-    now: datetime,
     names: Mapping[str, str] | None,
-) -> list[str]:
+) -> tuple[list[tuple[str, str, dict[str, Any]]], list[tuple[int, str, bool, int]]]:
+    """One subscription's poll: the DMs it owes (key, user, message) and its changed states."""
     threshold = Threshold(ThresholdKind(sub.kind), sub.value)
     if not usable(threshold):
         log.warning("Subscription %d has an unusable threshold (%r); skipped until it is removed", sub.id, sub.value)
-        return []
-    queued = []
+        return [], []
+    owed = []
+    changed = []
     for level in _levels_for(levels, sub.account, sub.family):
         # Within the default account, the keys earlier releases stored (no account in them).
         family_key = scoped(level.account, key_part(level.family, FAMILY_KEY_LIMIT))
@@ -262,11 +263,10 @@ def _step_subscription(
             message = threshold_dm(
                 threshold, level, family_filter=sub.family, account_filter=sub.account, account_names=names
             )
-            if tx.enqueue(key, "threshold", sub.user_id, message, now, to_user=True):
-                queued.append(key)
+            owed.append((key, sub.user_id, message))
         if (outcome.armed, new_crossings) != (armed, crossings):
             changed.append((sub.id, family_key, outcome.armed, new_crossings))
-    return queued
+    return owed, changed
 
 
 def _levels_for(levels: dict[tuple[str, str], Level], account: str, family: str) -> list[Level]:
