@@ -76,7 +76,7 @@ def by_risk(totals: Sequence[FamilyTotal], forecasts: Sequence[FamilyForecast] |
     return sorted(totals, key=lambda t: rank.get((t.account, t.family), len(rank)))
 
 
-def _forecast_of(total: FamilyTotal, forecasts: Sequence[FamilyForecast] | None) -> FamilyForecast | None:
+def forecast_of(total: FamilyTotal, forecasts: Sequence[FamilyForecast] | None) -> FamilyForecast | None:
     return next((f for f in forecasts or () if (f.account, f.family) == (total.account, total.family)), None)
 
 
@@ -172,7 +172,7 @@ def balance_message(
     # Budget: header/stale note so far, then families, pack list, "more" lines and footer.
     reserved = 3
     family_blocks, families_shown = chunk_sections(
-        [family_line(t, now, _forecast_of(t, forecasts), warning_days=warning_days) for t in totals],
+        [family_line(t, now, forecast_of(t, forecasts), warning_days=warning_days) for t in totals],
         max_sections=max(1, (MAX_BLOCKS - len(blocks) - reserved) // 3),
     )
     blocks.extend(family_blocks)
@@ -255,7 +255,7 @@ def balances_message(
         if note:
             lines.append(note)
         if packs or totals:
-            lines += [family_line(t, now, _forecast_of(t, forecasts), warning_days=warning_days) for t in totals]
+            lines += [family_line(t, now, forecast_of(t, forecasts), warning_days=warning_days) for t in totals]
         else:
             lines.append(_empty_text(snapshot, name_filter=name_filter, hidden_inactive=len(matching_all)))
         family_blocks, _ = chunk_sections(lines, max_sections=2)

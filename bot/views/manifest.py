@@ -41,6 +41,12 @@ display_information:
     shows them.
   background_color: "#1f2937"
 features:
+  app_home:
+    # The Home tab shows the balances, the forecast and your thresholds; the Messages tab is
+    # where threshold DMs arrive (read-only: the bot does not read what people type there).
+    home_tab_enabled: true
+    messages_tab_enabled: true
+    messages_tab_read_only_enabled: true
   bot_user:
     display_name: Kling Balance
     always_online: true
@@ -62,6 +68,10 @@ oauth_config:
       - chat:write.public   # post in a public channel without being invited to it first
       - im:write            # conversations.open, to DM people their threshold alerts
 settings:
+  event_subscriptions:
+    request_url: https://YOUR-HOST/slack/events
+    bot_events:
+      - app_home_opened     # publish the Home tab when someone opens it (needs no scope)
   interactivity:
     is_enabled: true
     request_url: https://YOUR-HOST/slack/events

@@ -5,8 +5,9 @@ A listener calls `ack()` and hands the rest to `background.run(...)` (see
 
 from slack_bolt import App
 
-from bot.slack.listeners import commands
+from bot.slack.listeners import commands, events
 
 
 def register(app: App) -> None:
     commands.register(app)
+    events.register(app)

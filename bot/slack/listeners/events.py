@@ -1,0 +1,61 @@
+"""Events: `app_home_opened` publishes the viewer's Home tab."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot import subscriptions
+from bot.foresight import forecasts
+from bot.services import Services
+from bot.views.home import home_view, refused_home
+
+if TYPE_CHECKING:  # bot.slack.app imports the listeners
+    from bot.slack.app import Background
+
+log = logging.getLogger(__name__)
+
+
+def app_home_opened(
+    event: dict[str, Any], body: dict[str, Any], client: WebClient, services: Services, background: Background
+) -> None:
+    # Bolt acks events itself; the work goes to the background pool, so a slow Kling holds
+    # no listener thread.
+    if event.get("tab") != "home" or not event.get("user"):
+        return
+    background.run(lambda _reply: publish_home(client, event["user"], services), None, body)
+
+
+def publish_home(client: WebClient, user_id: str, services: Services) -> None:
+    """Build the viewer's Home view (from the cache: opening the tab does not call Kling each
+    time) and publish it."""
+    settings = services.settings
+    # Who may see balances: the user list (KLING_ALLOWED_CHANNELS is about channels, and the
+    # Home tab is none).
+    if settings.allowed_users and user_id not in settings.allowed_users:
+        client.views_publish(user_id=user_id, view=refused_home())
+        return
+    now = services.clock.now()
+    balances = services.balances.get()
+    try:
+        predicted = forecasts(services.store, balances.packs, now, window_days=settings.forecast_window_days)
+    except Exception:
+        log.exception("Could not compute the forecast for the Home tab; showing it without")
+        predicted = None
+    mine = subscriptions.list_subscriptions(services.store, user_id) if services.store is not None else []
+    view = home_view(
+        balances,
+        now,
+        forecasts=predicted,
+        thresholds=mine,
+        account_names=settings.account_names,
+        warning_days=settings.forecast_warning_days,
+    )
+    client.views_publish(user_id=user_id, view=view)
+
+
+def register(app: App) -> None:
+    app.event("app_home_opened")(app_home_opened)
