@@ -103,11 +103,14 @@ class Background:
         self._cond = threading.Condition()
         self._timer: threading.Thread | None = None
 
-    def run(self, job: Callable[[Respond], None], respond: Respond | None, body: dict[str, Any]) -> None:
-        """Start `job(reply)` and return at once. Never raises: it runs right after `ack()`."""
+    def run(
+        self, job: Callable[[Respond], None], respond: Respond | None, body: dict[str, Any], *, interim: bool = True
+    ) -> None:
+        """Start `job(reply)` and return at once. Never raises: it runs right after `ack()`.
+        `interim` False: no "Asking Kling…" (a button's answer replaces its own message)."""
         try:
             reply = Reply(respond)
-            if reply.response_url:  # else there is nowhere to show an interim
+            if reply.response_url and interim:  # else there is nowhere (or no need) to show one
                 with self._cond:
                     self._due.append((time.monotonic() + self._interim_after_s, reply))
                     if self._timer is None:

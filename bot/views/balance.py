@@ -356,3 +356,30 @@ def help_message(account_names: Mapping[str, str] | None = None) -> Message:
     text += "\nWords combine: `" + COMMAND + " all share video`. " + LAG_NOTE
     text = mrkdwn_escape(text, keep_markup=True)  # `<part of a name>` must reach Slack as &lt;…&gt;
     return {"text": plain(text), "blocks": [section(text)]}
+
+
+# Buttons on a balance reply; the value carries what was asked, so a press repeats it.
+REFRESH_ACTION = "balance_refresh"
+SHOW_ALL_ACTION = "balance_show_all"
+SHARE_ACTION = "balance_share"
+
+
+def with_buttons(message: Message, value: str, *, include_inactive: bool, shared: bool) -> Message:
+    """The reply with Refresh, Show all and Share in channel buttons, still within 50 blocks
+    (the footer stays last but one; a pack section gives way if needed)."""
+    buttons = [{"type": "button", "action_id": REFRESH_ACTION, "text": plain_text("Refresh"), "value": value}]
+    if not include_inactive:
+        buttons.append({"type": "button", "action_id": SHOW_ALL_ACTION, "text": plain_text("Show all"), "value": value})
+    if not shared:
+        buttons.append(
+            {"type": "button", "action_id": SHARE_ACTION, "text": plain_text("Share in channel"), "value": value}
+        )
+    blocks = list(message.get("blocks") or [])
+    if len(blocks) >= MAX_BLOCKS:
+        blocks = [*blocks[: MAX_BLOCKS - 2], blocks[-1]]
+    return {**message, "blocks": [*blocks, {"type": "actions", "block_id": "balance_buttons", "elements": buttons}]}
+
+
+def plain_text(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+

@@ -54,6 +54,9 @@ def refused_home() -> View:
     )
 
 
+HOME_REFRESH_ACTION = "home_refresh"
+
+
 def home_view(
     balances: AllBalances,
     now: datetime,
@@ -63,7 +66,21 @@ def home_view(
     account_names: Mapping[str, str] | None = None,
     warning_days: int = 7,
 ) -> View:
-    blocks: list[dict[str, Any]] = [header("Kling balances")]
+    blocks: list[dict[str, Any]] = [
+        header("Kling balances"),
+        {
+            "type": "actions",
+            "block_id": "home_buttons",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": HOME_REFRESH_ACTION,
+                    "text": {"type": "plain_text", "text": "Refresh", "emoji": True},
+                    "value": "refresh",
+                }
+            ],
+        },
+    ]
     budget = MAX_VIEW_BLOCKS - RESERVED_BLOCKS
     for answer in balances.accounts:
         title = f":office: *Account {mrkdwn_escape(answer.account.name)}*\n" if balances.multi else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -23,7 +25,15 @@ from bot.domain.packs import ResourcePack
 from bot.foresight import forecasts
 from bot.services import Services
 from bot.slack.access import may_see_balances
-from bot.views.balance import balances_message, help_message, refusal_message
+from bot.views.balance import (
+    REFRESH_ACTION,
+    SHARE_ACTION,
+    SHOW_ALL_ACTION,
+    balances_message,
+    help_message,
+    refusal_message,
+    with_buttons,
+)
 from bot.views.format import mrkdwn_escape
 from bot.views.subscriptions import (
     subscribed_message,
@@ -85,7 +95,9 @@ def answer_command(command: dict[str, Any], respond: Respond, services: Services
         _subscriptions(args, user_id, respond, services)
 
 
-def _balance(args: BalanceArgs, respond: Respond, services: Services) -> None:
+def _balance(args: BalanceArgs, respond: Respond, services: Services, *, replace: bool = False) -> None:
+    """Answer a balance request (a command, or a button repeating one); `replace` replaces the
+    message the button was on."""
     chosen = [a for a in services.settings.account_list if a.key == args.account] if args.account else None
     balances = services.balances.get(refresh=args.refresh, accounts=chosen)
     for answer in balances.failed:
@@ -106,7 +118,56 @@ def _balance(args: BalanceArgs, respond: Respond, services: Services) -> None:
         # One account asked for by name: still name it, since several exist.
         message = _named_single(message, chosen[0].name)
     failed_alone = not balances.multi and balances.failed
-    respond(**message, response_type="in_channel" if args.share and not failed_alone else "ephemeral")
+    shared = bool(args.share and not failed_alone)
+    if not failed_alone:
+        message = with_buttons(message, button_value(args), include_inactive=args.include_inactive, shared=shared)
+    extra = {"replace_original": True} if replace and not shared else {}
+    respond(**message, response_type="in_channel" if shared else "ephemeral", **extra)
+
+
+def button_value(args: BalanceArgs) -> str:
+    """What a button repeats: the filter, the account and `all` (never more than Slack's 2,000)."""
+    return json.dumps({"f": args.name_filter[:300], "a": args.account, "all": args.include_inactive})
+
+
+def args_from_button(value: str | None, action_id: str) -> BalanceArgs:
+    try:
+        asked = json.loads(value or "{}")
+    except ValueError:
+        asked = {}
+    if not isinstance(asked, dict):
+        asked = {}
+    return BalanceArgs(
+        include_inactive=bool(asked.get("all")) or action_id == SHOW_ALL_ACTION,
+        share=action_id == SHARE_ACTION,
+        refresh=action_id == REFRESH_ACTION,
+        name_filter=str(asked.get("f") or "")[:300],
+        account=str(asked.get("a") or ""),
+    )
+
+
+def balance_button(
+    ack: Ack, body: dict[str, Any], respond: Respond, services: Services, background: Background
+) -> None:
+    """Refresh, Show all, Share in channel: ack at once, then answer in place."""
+    ack()
+    background.run(lambda reply: answer_button(body, reply, services), respond, body, interim=False)
+
+
+def answer_button(body: dict[str, Any], respond: Respond, services: Services) -> None:
+    if services.demo:
+        respond = _labelled_as_sample(respond)
+    user_id = (body.get("user") or {}).get("id", "")
+    channel_id = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    if not may_see_balances(services.settings, user_id, channel_id):
+        respond(**refusal_message(), response_type="ephemeral", replace_original=False)
+        return
+    [action] = body.get("actions") or [{}]
+    args = args_from_button(action.get("value"), action.get("action_id", ""))
+    if args.account and args.account not in {a.key for a in services.settings.account_list}:
+        # A button from before the accounts changed: show every account instead.
+        args = dataclasses.replace(args, account="")
+    _balance(args, respond, services, replace=True)
 
 
 def _forecasts(services: Services, packs: Sequence[ResourcePack], now: datetime) -> list[FamilyForecast] | None:
@@ -153,3 +214,5 @@ def _subscriptions(
 
 def register(app: App) -> None:
     app.command(COMMAND)(balance_command)
+    for action_id in (REFRESH_ACTION, SHOW_ALL_ACTION, SHARE_ACTION):
+        app.action(action_id)(balance_button)

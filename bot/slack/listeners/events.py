@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt import App
+from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot import subscriptions
 from bot.foresight import forecasts
 from bot.services import Services
-from bot.views.home import home_view, refused_home
+from bot.views.home import HOME_REFRESH_ACTION, home_view, refused_home
 
 if TYPE_CHECKING:  # bot.slack.app imports the listeners
     from bot.slack.app import Background
@@ -29,9 +29,18 @@ def app_home_opened(
     background.run(lambda _reply: publish_home(client, event["user"], services), None, body)
 
 
-def publish_home(client: WebClient, user_id: str, services: Services) -> None:
-    """Build the viewer's Home view (from the cache: opening the tab does not call Kling each
-    time) and publish it."""
+def home_refresh(ack: Ack, body: dict[str, Any], client: WebClient, services: Services, background: Background) -> None:
+    """The Home tab's Refresh: ask Kling (still one call per second and per burst, however
+    many press it) and publish again."""
+    ack()
+    user_id = (body.get("user") or {}).get("id")
+    if user_id:
+        background.run(lambda _reply: publish_home(client, user_id, services, refresh=True), None, body)
+
+
+def publish_home(client: WebClient, user_id: str, services: Services, *, refresh: bool = False) -> None:
+    """Build the viewer's Home view (from the cache unless `refresh`: opening the tab does not
+    call Kling each time) and publish it."""
     settings = services.settings
     # Who may see balances: the user list (KLING_ALLOWED_CHANNELS is about channels, and the
     # Home tab is none).
@@ -39,7 +48,7 @@ def publish_home(client: WebClient, user_id: str, services: Services) -> None:
         client.views_publish(user_id=user_id, view=refused_home())
         return
     now = services.clock.now()
-    balances = services.balances.get()
+    balances = services.balances.get(refresh=refresh)
     try:
         predicted = forecasts(services.store, balances.packs, now, window_days=settings.forecast_window_days)
     except Exception:
@@ -59,3 +68,4 @@ def publish_home(client: WebClient, user_id: str, services: Services) -> None:
 
 def register(app: App) -> None:
     app.event("app_home_opened")(app_home_opened)
+    app.action(HOME_REFRESH_ACTION)(home_refresh)
