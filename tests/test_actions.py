@@ -117,3 +117,40 @@ def test_the_home_tabs_refresh_button_publishes_again(running_bot: RunningBot) -
     assert press(running_bot, button) == 200
     calls = published(running_bot, 2)
     assert "3,000 / 10,000" in all_text(view_of(calls[-1]))
+
+
+def test_a_thresholds_remove_button_removes_it_and_says_so(running_bot: RunningBot) -> None:
+    """Remove on the Home tab stops that threshold (`subscriptions` agrees); pressing it again says it is gone."""
+    running_bot.kling.packs = [make_pack("Video Generation - A")]
+    ask(running_bot, "subscribe 20%", "s1")
+    ask(running_bot, "subscribe 500 for video", "s2")
+    home_opened(running_bot, "U_ALICE")
+    [first] = published(running_bot, 1)
+    [remove, _] = [
+        b["accessory"]
+        for b in view_of(first)["blocks"]
+        if b.get("accessory", {}).get("action_id") == "threshold_remove"
+    ]
+    assert press(running_bot, remove) == 200
+    second = view_of(published(running_bot, 2)[-1])
+    assert "Threshold removed" in all_text(second)
+    listed = all_text(ask(running_bot, "subscriptions", "s3"))
+    assert "below 20%" not in listed and "below 500 units" in listed
+    assert press(running_bot, remove) == 200
+    assert "already removed" in all_text(view_of(published(running_bot, 3)[-1]))
+
+
+def test_someone_else_cannot_remove_my_threshold(running_bot: RunningBot) -> None:
+    """A Remove payload carrying another user's threshold id removes nothing."""
+    running_bot.kling.packs = [make_pack("Video Generation - A")]
+    ask(running_bot, "subscribe 20%", "s4")
+    home_opened(running_bot, "U_ALICE")
+    [first] = published(running_bot, 1)
+    [remove] = [
+        b["accessory"]
+        for b in view_of(first)["blocks"]
+        if b.get("accessory", {}).get("action_id") == "threshold_remove"
+    ]
+    press(running_bot, remove, user="U_MALLORY")
+    published(running_bot, 2)
+    assert "below 20%" in all_text(ask(running_bot, "subscriptions", "s5"))

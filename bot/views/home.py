@@ -32,9 +32,12 @@ from bot.views.format import LAG_NOTE, age, mrkdwn_escape, slack_date
 View = dict[str, Any]
 MAX_VIEW_BLOCKS = 100
 # Room kept for the thresholds, the footer and the "more" lines below the balances.
-RESERVED_BLOCKS = 12
+RESERVED_BLOCKS = 20
 MAX_AT_RISK = 10
 MAX_THRESHOLDS = 30
+# Thresholds listed with a Remove button each (one block apiece); the rest as text.
+MAX_THRESHOLD_BUTTONS = 10
+THRESHOLD_REMOVE_ACTION = "threshold_remove"
 
 
 def _view(blocks: list[dict[str, Any]]) -> View:
@@ -65,7 +68,9 @@ def home_view(
     thresholds: Sequence[SubscriptionRow],
     account_names: Mapping[str, str] | None = None,
     warning_days: int = 7,
+    notice: str = "",
 ) -> View:
+    """`notice`: a sentence about the last button pressed (say, a threshold already removed)."""
     blocks: list[dict[str, Any]] = [
         header("Kling balances"),
         {
@@ -81,6 +86,8 @@ def home_view(
             ],
         },
     ]
+    if notice:
+        blocks.append(context(mrkdwn_escape(notice)))
     budget = MAX_VIEW_BLOCKS - RESERVED_BLOCKS
     for answer in balances.accounts:
         title = f":office: *Account {mrkdwn_escape(answer.account.name)}*\n" if balances.multi else ""
@@ -127,17 +134,45 @@ def _thresholds(rows: Sequence[SubscriptionRow], names: Mapping[str, str] | None
                 "*Your thresholds*\nNone yet. `" + COMMAND + " subscribe 20%` DMs you when a family falls below 20%."
             )
         ]
-    lines = ["*Your thresholds*"]
-    for row in rows[:MAX_THRESHOLDS]:
-        scope = f"*{mrkdwn_escape(row.family)}*" if row.family else "any family"
-        if names:
-            where = names.get(row.account, row.account) if row.account else "any account"
-            scope += f" on {mrkdwn_escape(where)}"
-        lines.append(f"• below {describe_threshold(threshold_of(row))} for {scope}")
-    if len(rows) > MAX_THRESHOLDS:
-        lines.append(f"…and {len(rows) - MAX_THRESHOLDS} more: `{COMMAND} subscriptions` lists them.")
-    lines.append(
-        mrkdwn_escape(f"Change them with `{COMMAND} subscribe …` and `{COMMAND} unsubscribe …`.", keep_markup=True)
+    blocks: list[dict[str, Any]] = [section("*Your thresholds*")]
+    for row in rows[:MAX_THRESHOLD_BUTTONS]:
+        line = section(f"• below {describe_threshold(threshold_of(row))} for {_scope(row, names)}")
+        line["accessory"] = {
+            "type": "button",
+            "action_id": THRESHOLD_REMOVE_ACTION,
+            "text": {"type": "plain_text", "text": "Remove", "emoji": True},
+            "value": str(row.id),
+            "confirm": {
+                "title": {"type": "plain_text", "text": "Remove this threshold?"},
+                "text": {"type": "plain_text", "text": "You will get no more DMs for it."},
+                "confirm": {"type": "plain_text", "text": "Remove"},
+                "deny": {"type": "plain_text", "text": "Keep it"},
+                "style": "danger",
+            },
+        }
+        blocks.append(line)
+    more = [
+        f"• below {describe_threshold(threshold_of(r))} for {_scope(r, names)}" for r in rows[MAX_THRESHOLD_BUTTONS:]
+    ]
+    if more:
+        shown = more[:MAX_THRESHOLDS]
+        if len(more) > MAX_THRESHOLDS:
+            shown.append(f"…and {len(more) - MAX_THRESHOLDS} more: `{COMMAND} subscriptions` lists them.")
+        text_blocks, _ = chunk_sections(shown, max_sections=2)
+        blocks.extend(text_blocks)
+    blocks.append(
+        context(
+            mrkdwn_escape(
+                f"Add one with `{COMMAND} subscribe 20%`; `{COMMAND} unsubscribe …` stops one too.", keep_markup=True
+            )
+        )
     )
-    blocks, _ = chunk_sections(lines, max_sections=3)
     return blocks
+
+
+def _scope(row: SubscriptionRow, names: Mapping[str, str] | None) -> str:
+    scope = f"*{mrkdwn_escape(row.family)}*" if row.family else "any family"
+    if names:
+        where = names.get(row.account, row.account) if row.account else "any account"
+        scope += f" on {mrkdwn_escape(where)}"
+    return scope

@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 from bot import subscriptions
 from bot.foresight import forecasts
 from bot.services import Services
-from bot.views.home import HOME_REFRESH_ACTION, home_view, refused_home
+from bot.views.home import HOME_REFRESH_ACTION, THRESHOLD_REMOVE_ACTION, home_view, refused_home
 
 if TYPE_CHECKING:  # bot.slack.app imports the listeners
     from bot.slack.app import Background
@@ -38,7 +38,32 @@ def home_refresh(ack: Ack, body: dict[str, Any], client: WebClient, services: Se
         background.run(lambda _reply: publish_home(client, user_id, services, refresh=True), None, body)
 
 
-def publish_home(client: WebClient, user_id: str, services: Services, *, refresh: bool = False) -> None:
+def threshold_remove(
+    ack: Ack, body: dict[str, Any], client: WebClient, services: Services, background: Background
+) -> None:
+    """A threshold's Remove button on the Home tab: remove it (if it is still the viewer's)
+    and publish the tab again, saying what happened."""
+    ack()
+    user_id = (body.get("user") or {}).get("id")
+    [action] = body.get("actions") or [{}]
+    if user_id:
+        background.run(lambda _reply: _remove(client, user_id, str(action.get("value", "")), services), None, body)
+
+
+def _remove(client: WebClient, user_id: str, value: str, services: Services) -> None:
+    notice = "That threshold was already removed."
+    if services.store is not None and value.isdigit():
+        with services.store.transaction() as tx:
+            mine = [row for row in tx.subscriptions(user_id) if row.id == int(value)]
+            if mine:
+                tx.remove_subscriptions([mine[0].id])
+                notice = "Threshold removed: no more DMs for it."
+    publish_home(client, user_id, services, notice=notice)
+
+
+def publish_home(
+    client: WebClient, user_id: str, services: Services, *, refresh: bool = False, notice: str = ""
+) -> None:
     """Build the viewer's Home view (from the cache unless `refresh`: opening the tab does not
     call Kling each time) and publish it."""
     settings = services.settings
@@ -62,6 +87,7 @@ def publish_home(client: WebClient, user_id: str, services: Services, *, refresh
         thresholds=mine,
         account_names=settings.account_names,
         warning_days=settings.forecast_warning_days,
+        notice=notice,
     )
     client.views_publish(user_id=user_id, view=view)
 
@@ -69,3 +95,4 @@ def publish_home(client: WebClient, user_id: str, services: Services, *, refresh
 def register(app: App) -> None:
     app.event("app_home_opened")(app_home_opened)
     app.action(HOME_REFRESH_ACTION)(home_refresh)
+    app.action(THRESHOLD_REMOVE_ACTION)(threshold_remove)
