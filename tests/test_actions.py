@@ -7,6 +7,8 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+from slack_sdk.models.views import View
+
 from tests.blocks import all_text, assert_valid_message
 from tests.conftest import RunningBot
 from tests.slack_requests import signed_headers, slash_command_body
@@ -154,3 +156,60 @@ def test_someone_else_cannot_remove_my_threshold(running_bot: RunningBot) -> Non
     press(running_bot, remove, user="U_MALLORY")
     published(running_bot, 2)
     assert "below 20%" in all_text(ask(running_bot, "subscriptions", "s5"))
+
+
+def submit_form(bot: RunningBot, view: dict[str, Any], *, value: str, unit: str, family: str, user: str = "U_ALICE"):
+    """Send the modal's `view_submission` as Slack does, with the state a person filled in."""
+
+    def option(v: str) -> dict[str, Any]:
+        return {"type": "static_select", "selected_option": {"value": v, "text": {"type": "plain_text", "text": v}}}
+
+    state = {
+        "values": {
+            "value": {"value": {"type": "plain_text_input", "value": value}},
+            "unit": {"unit": option(unit)},
+            "family": {"family": option(family)},
+        }
+    }
+    payload = {
+        "type": "view_submission",
+        "user": {"id": user, "username": "alice", "team_id": "T0TEST"},
+        "api_app_id": "A0TEST",
+        "token": "legacy-verification-token",
+        "team": {"id": "T0TEST", "domain": "test"},
+        "trigger_id": "123.456.def",
+        "view": {**view, "id": "VMODAL", "state": state},
+    }
+    body = urlencode({"payload": json.dumps(payload)})
+    return bot.post(body, signed_headers(SIGNING_SECRET, body))
+
+
+def test_the_add_a_threshold_form_creates_a_threshold_and_rejects_bad_values_in_place(running_bot: RunningBot) -> None:
+    """Add opens a modal of Kling's families; a bad value comes back as the field's error; a good one is stored."""
+    running_bot.kling.packs = [make_pack("Video Generation - A"), make_pack("Image Generation - B")]
+    home_opened(running_bot, "U_ALICE")
+    [first] = published(running_bot, 1)
+    assert press(running_bot, buttons_of(view_of(first))["threshold_add"]) == 200
+    deadline = time.monotonic() + 20
+    while not running_bot.slack.calls_to("views.open"):
+        assert time.monotonic() < deadline, "no views.open"
+        time.sleep(0.05)
+    [opened] = running_bot.slack.calls_to("views.open")
+    modal = opened["view"] if isinstance(opened["view"], dict) else json.loads(opened["view"])
+    assert modal["type"] == "modal" and opened["trigger_id"]
+    View(**modal).validate_json()  # slack_sdk checks the modal's limits
+    family_select = next(b for b in modal["blocks"] if b["block_id"] == "family")["element"]
+    options = {o["text"]["text"]: o["value"] for o in family_select["options"]}
+    assert {"Every family", "Video Generation", "Image Generation"} <= set(options)
+
+    bad = submit_form(running_bot, modal, value="150", unit="percent", family=options["Video Generation"])
+    assert bad.status_code == 200
+    answer = bad.json()
+    assert answer["response_action"] == "errors" and "percent" in answer["errors"]["value"]
+
+    good = submit_form(running_bot, modal, value="25", unit="percent", family=options["Video Generation"])
+    assert good.status_code == 200 and not good.text.strip()
+    published(running_bot, 2)
+    assert "Threshold added" in all_text(view_of(running_bot.slack.calls_to("views.publish")[-1]))
+    listed = all_text(ask(running_bot, "subscriptions", "f1"))
+    assert "below 25%" in listed and "Video Generation" in listed

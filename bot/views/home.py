@@ -28,6 +28,7 @@ from bot.views.balance import (
 from bot.views.blocks import chunk_sections, context, header, section
 from bot.views.forecast import worth_saying
 from bot.views.format import LAG_NOTE, age, mrkdwn_escape, slack_date
+from bot.views.forms import ADD_THRESHOLD_ACTION
 
 View = dict[str, Any]
 MAX_VIEW_BLOCKS = 100
@@ -82,7 +83,14 @@ def home_view(
                     "action_id": HOME_REFRESH_ACTION,
                     "text": {"type": "plain_text", "text": "Refresh", "emoji": True},
                     "value": "refresh",
-                }
+                },
+                {
+                    "type": "button",
+                    "action_id": ADD_THRESHOLD_ACTION,
+                    "text": {"type": "plain_text", "text": "Add a threshold", "emoji": True},
+                    "value": "add",
+                    "style": "primary",
+                },
             ],
         },
     ]

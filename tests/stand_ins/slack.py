@@ -210,6 +210,11 @@ class FakeSlack:
             return 200, {"ok": True, "channel": {"id": "D" + str(users).replace(",", "")}}, {}
         if method == "views.publish":
             return 200, {"ok": True, "view": {"id": "V1"}}, {}
+        if method == "views.open":
+            # Like Slack: a trigger_id is needed (and is good for 3 s, not checked here).
+            if not args.get("trigger_id"):
+                return 200, {"ok": False, "error": "invalid_trigger_id"}, {}
+            return 200, {"ok": True, "view": {"id": "VMODAL"}}, {}
         if method == "users.info":
             return 200, {"ok": True, "user": {"id": args.get("user"), "tz": "Europe/Berlin"}}, {}
         return 200, {"ok": False, "error": "unknown_method"}, {}

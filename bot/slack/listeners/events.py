@@ -9,14 +9,26 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot import subscriptions
+from bot.domain.commands import SubscribeArgs
+from bot.domain.thresholds import known_families
 from bot.foresight import forecasts
 from bot.services import Services
+from bot.views.forms import (
+    ADD_THRESHOLD_ACTION,
+    THRESHOLD_FORM,
+    offered_families,
+    read_threshold_form,
+    threshold_form,
+)
 from bot.views.home import HOME_REFRESH_ACTION, THRESHOLD_REMOVE_ACTION, home_view, refused_home
 
 if TYPE_CHECKING:  # bot.slack.app imports the listeners
     from bot.slack.app import Background
 
 log = logging.getLogger(__name__)
+
+# A form must open within Slack's 3 s: Kling gets this long, then the cached families do.
+FORM_WAIT_S = 1.5
 
 
 def app_home_opened(
@@ -92,7 +104,56 @@ def publish_home(
     client.views_publish(user_id=user_id, view=view)
 
 
+def open_threshold_form(
+    ack: Ack, body: dict[str, Any], client: WebClient, services: Services, background: Background
+) -> None:
+    """Add a threshold: open the form (the trigger is good for 3 s, so the families come from
+    the cache, waiting at most a moment for Kling)."""
+    ack()
+    trigger = body.get("trigger_id")
+    if trigger:
+        background.run(lambda _reply: _open_form(client, trigger, services), None, body)
+
+
+def _open_form(client: WebClient, trigger_id: str, services: Services) -> None:
+    balances = services.balances.get(wait_s=FORM_WAIT_S)
+    families = known_families(balances.packs)
+    client.views_open(trigger_id=trigger_id, view=threshold_form(families, services.settings.account_names))
+
+
+def threshold_form_submitted(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, services: Services, background: Background
+) -> None:
+    """Bad values come back inside the form (`response_action: errors`); a good one closes it,
+    is stored like `/kling-balance subscribe`, and the Home tab says so."""
+    user_id = (body.get("user") or {}).get("id", "")
+    settings = services.settings
+    if settings.allowed_users and user_id not in settings.allowed_users:
+        ack(response_action="errors", errors={"value": "Kling balances are restricted here; ask whoever runs the bot."})
+        return
+    values = ((view.get("state") or {}).get("values")) or {}
+    # Read against the families the form offered: nothing slow before the ack.
+    result = read_threshold_form(values, offered_families(view.get("private_metadata")))
+    if isinstance(result, dict):
+        ack(response_action="errors", errors=result)
+        return
+    ack()
+    background.run(lambda _reply: _add(client, user_id, result, services), None, body)
+
+
+def _add(client: WebClient, user_id: str, args: SubscribeArgs, services: Services) -> None:
+    if services.store is None:
+        return
+    balances = services.balances.get()
+    packs = None if balances.failed else list(balances.packs)
+    added = subscriptions.subscribe(services.store, user_id, args, packs, services.clock.now())
+    notice = "Threshold added." if getattr(added, "created", False) else "You already had that threshold."
+    publish_home(client, user_id, services, notice=notice)
+
+
 def register(app: App) -> None:
     app.event("app_home_opened")(app_home_opened)
     app.action(HOME_REFRESH_ACTION)(home_refresh)
     app.action(THRESHOLD_REMOVE_ACTION)(threshold_remove)
+    app.action(ADD_THRESHOLD_ACTION)(open_threshold_form)
+    app.view(THRESHOLD_FORM)(threshold_form_submitted)
