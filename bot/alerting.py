@@ -217,10 +217,10 @@ def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime, se
         return []
     levels = family_levels(packs)
     states = tx.subscription_states()
-    owed: list[tuple[str, str, dict[str, Any]]] = []
+    owed: list[tuple[str, str, dict[str, Any], bool]] = []
     changed: list[tuple[int, str, bool, int]] = []
     for sub in subscriptions:
-        if settings.allowed_users and sub.user_id not in settings.allowed_users:
+        if not sub.channel and settings.allowed_users and sub.user_id not in settings.allowed_users:
             # Access is checked when a DM would be owed, not only when it was subscribed:
             # someone removed from KLING_ALLOWED_USERS hears nothing more.
             continue
@@ -233,7 +233,11 @@ def _step_subscriptions(tx: Tx, packs: Sequence[ResourcePack], now: datetime, se
             continue
         owed.extend(dms)
         changed.extend(steps)
-    queued = [key for key, user, message in owed if tx.enqueue(key, "threshold", user, message, now, to_user=True)]
+    queued = [
+        key
+        for key, target, message, to_user in owed
+        if tx.enqueue(key, "threshold", target, message, now, to_user=to_user)
+    ]
     tx.set_subscription_states(changed)
     return queued
 
@@ -243,8 +247,8 @@ def _step_subscription(
     levels: dict[tuple[str, str], Level],
     states: dict[tuple[int, str], tuple[bool, int]],
     names: Mapping[str, str] | None,
-) -> tuple[list[tuple[str, str, dict[str, Any]]], list[tuple[int, str, bool, int]]]:
-    """One subscription's poll: the DMs it owes (key, user, message) and its changed states."""
+) -> tuple[list[tuple[str, str, dict[str, Any], bool]], list[tuple[int, str, bool, int]]]:
+    """One subscription's poll: what it owes (key, target, message, to a user?) and its changed states."""
     threshold = Threshold(ThresholdKind(sub.kind), sub.value)
     if not usable(threshold):
         log.warning("Subscription %d has an unusable threshold (%r); skipped until it is removed", sub.id, sub.value)
@@ -261,9 +265,14 @@ def _step_subscription(
         if outcome.fire:
             key = f"threshold:{sub.id}:{scoped(level.account, key_part(level.family))}:{new_crossings}"
             message = threshold_dm(
-                threshold, level, family_filter=sub.family, account_filter=sub.account, account_names=names
+                threshold,
+                level,
+                family_filter=sub.family,
+                account_filter=sub.account,
+                account_names=names,
+                to_channel=bool(sub.channel),
             )
-            owed.append((key, sub.user_id, message))
+            owed.append((key, sub.channel or sub.user_id, message, not sub.channel))
         if (outcome.armed, new_crossings) != (armed, crossings):
             changed.append((sub.id, family_key, outcome.armed, new_crossings))
     return owed, changed

@@ -67,6 +67,8 @@ class Settings:
     kling_cache_ttl_s: int = 300
     allowed_users: frozenset[str] = frozenset()
     allowed_channels: frozenset[str] = frozenset()
+    # Who may create thresholds that post to a channel; empty: anyone allowed to see balances.
+    admin_users: frozenset[str] = frozenset()
     slack_bot_token: str = field(default="", repr=False)
     slack_signing_secret: str = field(default="", repr=False)
     slack_app_token: str = field(default="", repr=False)
@@ -258,6 +260,7 @@ class Settings:
             kling_cache_ttl_s=integer("KLING_CACHE_TTL", 300, 0, 86400),
             allowed_users=id_list("KLING_ALLOWED_USERS"),
             allowed_channels=id_list("KLING_ALLOWED_CHANNELS"),
+            admin_users=id_list("KLING_ADMIN_USERS"),
             slack_bot_token=bot_token,
             slack_signing_secret=signing_secret,
             slack_app_token=app_token,

@@ -26,6 +26,8 @@ class Subscribed:
     inactive: tuple[str, ...] = ()
     # The account it is limited to ("" for every account).
     account: str = ""
+    # The channel it posts to ("" for a DM).
+    channel: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,15 @@ class UnknownFamily:
 
 
 def subscribe(
-    store: Store, user_id: str, args: SubscribeArgs, packs: Sequence[ResourcePack] | None, now: datetime
+    store: Store,
+    user_id: str,
+    args: SubscribeArgs,
+    packs: Sequence[ResourcePack] | None,
+    now: datetime,
+    *,
+    channel: str = "",
 ) -> Subscribed | UnknownFamily:
+    """Store a threshold for `user_id`: a DM to them, or with `channel` a post there."""
     family = args.family
     if packs is not None and args.account:
         packs = [p for p in packs if p.account == args.account]
@@ -51,13 +60,20 @@ def subscribe(
         family = found[0]
     with store.transaction() as tx:
         created = tx.add_subscription(
-            user_id, family, str(args.threshold.kind), args.threshold.value, now, account=args.account
+            user_id, family, str(args.threshold.kind), args.threshold.value, now, account=args.account, channel=channel
         )
     watched = tuple(lvl for (_, name), lvl in sorted(levels.items()) if not family or name == family)
     active = {name for _, name in levels}
     inactive = tuple(f for f in families if f not in active and (not family or f == family))
     return Subscribed(
-        args.threshold, family, created, watched, checked=packs is not None, inactive=inactive, account=args.account
+        args.threshold,
+        family,
+        created,
+        watched,
+        checked=packs is not None,
+        inactive=inactive,
+        account=args.account,
+        channel=channel,
     )
 
 
@@ -92,6 +108,7 @@ def unsubscribe(store: Store, user_id: str, args: UnsubscribeArgs) -> Unsubscrib
                 for row in mine
                 if threshold_of(row) == args.threshold
                 and (not args.account or row.account == args.account)
+                and (not args.here or bool(row.channel))
                 and (
                     not args.family
                     or row.family.casefold() == args.family.casefold()

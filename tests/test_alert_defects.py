@@ -253,3 +253,33 @@ def test_subscribing_while_kling_is_down_says_the_family_was_not_checked(world: 
     reply = all_text(world.command("subscribe 20% for video"))
     assert "could not be asked" in reply and "whether that family exists" in reply
     assert "Checked against Kling" not in reply
+
+
+def test_a_channel_threshold_posts_in_the_channel(world: World) -> None:
+    """`subscribe 20% here` posts to that channel when a family falls below it, once, and is listed as such."""
+    world.kling.packs = [make_pack("Video Generation - A", total=1000, remaining=900, pack_id="c1")]
+    world.check()
+    reply = all_text(world.command("subscribe 20% for video here"))
+    assert "post in <#C_GENERAL>" in reply
+    assert "posts in <#C_GENERAL>" in all_text(world.command("subscriptions"))
+    world.kling.packs = [make_pack("Video Generation - A", total=1000, remaining=100, pack_id="c1")]
+    world.check()
+    world.check()
+    [post] = world.posts("C_GENERAL")
+    assert "this channel's threshold of 20%" in post["text"] and world.dms("U_ALICE") == []
+    assert "Stopped" in all_text(world.command("unsubscribe 20% for video here"))
+
+
+def test_only_admins_add_channel_thresholds_when_admins_are_set(
+    kling: FakeKling, slack: FakeSlack, database_url: str
+) -> None:
+    """With KLING_ADMIN_USERS set, others are told a channel threshold is for admins; nothing is saved."""
+    w = World(kling, slack, database_url, KLING_ADMIN_USERS="U_BOSS")
+    try:
+        kling.packs = [make_pack("Video Generation - A", pack_id="a")]
+        w.check()
+        assert "Only the bot's admins" in all_text(w.command("subscribe 20% here", user_id="U_ALICE"))
+        assert "no threshold subscriptions" in all_text(w.command("subscriptions", user_id="U_ALICE"))
+        assert "post in <#C_GENERAL>" in all_text(w.command("subscribe 20% here", user_id="U_BOSS"))
+    finally:
+        w.close()

@@ -33,6 +33,8 @@ class SubscribeArgs:
     threshold: Threshold
     family: str = ""
     account: str = ""
+    # `here`: post to the channel the command came from instead of a DM.
+    here: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class UnsubscribeArgs:
     family: str = ""
     everything: bool = False
     account: str = ""
+    here: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ Command = BalanceArgs | SubscribeArgs | UnsubscribeArgs | ListSubscriptionsArgs 
 
 SUBSCRIBE_USAGE = (
     "`/kling-balance subscribe 20%` or `/kling-balance subscribe 500` (units), optionally "
-    "`for <family>` (and with several accounts `on <account>`), e.g. "
+    "`for <family>` (and with several accounts `on <account>`); end with `here` to post to this "
+    "channel instead of a DM, e.g. "
     "`/kling-balance subscribe 20% for Video Generation`"
 )
 UNSUBSCRIBE_USAGE = (
@@ -80,11 +84,13 @@ def parse_command(text: str | None, accounts: Sequence[Account] = ()) -> Command
     words = (text or "").split()
     head = words[0].casefold() if words else ""
     if head in ("subscribe", "sub"):
-        rest, account = _take_account(words[1:], accounts)
-        return _with_account(_subscribe(rest), account)
+        rest, here = _take_here(words[1:])
+        rest, account = _take_account(rest, accounts)
+        return _with_place(_subscribe(rest), account, here)
     if head in ("unsubscribe", "unsub"):
-        rest, account = _take_account(words[1:], accounts)
-        return _with_account(_unsubscribe(rest), account)
+        rest, here = _take_here(words[1:])
+        rest, account = _take_account(rest, accounts)
+        return _with_place(_unsubscribe(rest), account, here)
     if head in ("subscriptions", "subs") and len(words) == 1:
         return ListSubscriptionsArgs()
     return parse_balance_text(text, accounts)
@@ -100,9 +106,16 @@ def _take_account(words: list[str], accounts: Sequence[Account]) -> tuple[list[s
     return words, ""
 
 
-def _with_account(command: Command, account: str) -> Command:
-    if account and isinstance(command, SubscribeArgs | UnsubscribeArgs):
-        return dataclasses.replace(command, account=account)
+def _take_here(words: list[str]) -> tuple[list[str], bool]:
+    """A last word `here`: the threshold posts to this channel (`subscribe 20% here`)."""
+    if words and words[-1].casefold() == "here":
+        return words[:-1], True
+    return words, False
+
+
+def _with_place(command: Command, account: str, here: bool) -> Command:
+    if isinstance(command, SubscribeArgs | UnsubscribeArgs) and (account or here):
+        return dataclasses.replace(command, account=account or command.account, here=here)
     return command
 
 

@@ -148,6 +148,8 @@ class SubscriptionRow:
     value: float
     # "" for every account.
     account: str = ""
+    # The channel it posts to; "" for a DM to user_id.
+    channel: str = ""
 
 
 class Store:
@@ -560,7 +562,15 @@ class Tx:
     # -- subscriptions ----------------------------------------------------------------------
 
     def add_subscription(
-        self, user_id: str, family: str, kind: str, value: float, now: datetime, *, account: str = ""
+        self,
+        user_id: str,
+        family: str,
+        kind: str,
+        value: float,
+        now: datetime,
+        *,
+        account: str = "",
+        channel: str = "",
     ) -> bool:
         return self._insert_ignore(
             s.subscriptions,
@@ -571,8 +581,9 @@ class Tx:
                 "kind": kind,
                 "value": value,
                 "created_at": to_ms(now),
+                "channel": channel,
             },
-            ["user_id", "account", "family", "kind", "value"],
+            ["user_id", "account", "family", "kind", "value", "channel"],
         )
 
     def subscriptions(self, user_id: str | None = None) -> list[SubscriptionRow]:
@@ -580,7 +591,7 @@ class Tx:
         if user_id is not None:
             query = query.where(s.subscriptions.c.user_id == user_id)
         return [
-            SubscriptionRow(r["id"], r["user_id"], r["family"], r["kind"], r["value"], r["account"])
+            SubscriptionRow(r["id"], r["user_id"], r["family"], r["kind"], r["value"], r["account"], r["channel"])
             for r in self.conn.execute(query).mappings()
         ]
 

@@ -120,7 +120,9 @@ subscriptions = Table(
     Column("created_at", BigInteger, nullable=False),
     # Since version 3: "" means every account, each family of each on its own.
     Column("account", Text, nullable=False, default=""),
-    UniqueConstraint("user_id", "account", "family", "kind", "value", name="uq_subscription"),
+    # Since version 5: the channel it posts to ("" for a DM to user_id, who created it).
+    Column("channel", Text, nullable=False, default=""),
+    UniqueConstraint("user_id", "account", "family", "kind", "value", "channel", name="uq_subscription"),
 )
 
 # Only states that differ from the default (armed, no crossings yet) are stored.
@@ -276,13 +278,27 @@ def _v3(conn: Connection) -> None:
 
 
 def _sqlite_rebuild(conn: Connection, table: Table, new_columns: dict[str, str]) -> None:
+    """Copy `table` into its current shape. Columns the old table lacks take the SQL value in
+    `new_columns`, else their declared default, so a rebuild written for one version still
+    works when a later version adds columns."""
     old = f"{table.name}_before_rebuild"
     conn.exec_driver_sql(f"ALTER TABLE {table.name} RENAME TO {old}")
+    existing = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({old})")}
     table.create(conn)
-    kept = ", ".join(c.name for c in table.columns if c.name not in new_columns)
-    added = ", ".join(new_columns)
-    values = ", ".join(new_columns.values())
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({kept}, {added}) SELECT {kept}, {values} FROM {old}")
+    names: list[str] = []
+    values: list[str] = []
+    for column in table.columns:
+        if column.name in existing and column.name not in new_columns:
+            names.append(column.name)
+            values.append(column.name)
+        elif column.name in new_columns:
+            names.append(column.name)
+            values.append(new_columns[column.name])
+        elif column.default is not None and isinstance(column.default.arg, str | int | float | bool):
+            names.append(column.name)
+            arg = column.default.arg
+            values.append(f"'{arg}'" if isinstance(arg, str) else str(int(arg) if isinstance(arg, bool) else arg))
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(values)} FROM {old}")
     conn.exec_driver_sql(f"DROP TABLE {old}")
 
 
@@ -292,8 +308,21 @@ def _v4(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE snapshots ADD COLUMN previous FLOAT")
 
 
+def _v5(conn: Connection) -> None:
+    """Thresholds that post to a channel instead of a DM."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ALTER TABLE subscriptions ADD COLUMN channel TEXT NOT NULL DEFAULT ''")
+        conn.exec_driver_sql("ALTER TABLE subscriptions DROP CONSTRAINT uq_subscription")
+        conn.exec_driver_sql(
+            "ALTER TABLE subscriptions ADD CONSTRAINT uq_subscription "
+            "UNIQUE (user_id, account, family, kind, value, channel)"
+        )
+    else:
+        _sqlite_rebuild(conn, subscriptions, {"channel": "''"})
+
+
 # Append only. Each step takes the schema from version i to i+1.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -178,6 +178,7 @@ def threshold_dm(
     family_filter: str,
     account_filter: str = "",
     account_names: Mapping[str, str] | None = None,
+    to_channel: bool = False,
 ) -> Message:
     scope = f"*{mrkdwn_escape(level.family)}*{in_account(level.account, account_names)}"
     now_text = f"{quantity(level.remaining)} / {quantity(level.total)} left ({level.percent:.0f}%)"
@@ -187,10 +188,12 @@ def threshold_dm(
         f"`{COMMAND} unsubscribe {describe_threshold(threshold).replace(' units', '')}"
         + (f" for {mrkdwn_escape(family_filter)}" if family_filter else "")
         + (f" on {mrkdwn_escape((account_names or {}).get(account_filter, account_filter))}" if account_filter else "")
+        + (" here" if to_channel else "")
         + "`"
     )
     return _message(
-        f":chart_with_downwards_trend: {scope} fell below your threshold of {describe_threshold(threshold)}: "
+        f":chart_with_downwards_trend: {scope} fell below {'this channel' + chr(39) + 's' if to_channel else 'your'} "
+        f"threshold of {describe_threshold(threshold)}: "
         f"{now_text}.",
         "That is across its active packs.",
         f"You will not get this again until it recovers above {describe_rearm(threshold)} (say, after a new pack "

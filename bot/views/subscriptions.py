@@ -29,7 +29,15 @@ def _scope(family: str, account: str = "", names: Mapping[str, str] | None = Non
 
 
 def _row_text(row: SubscriptionRow, names: Mapping[str, str] | None = None) -> str:
-    return f"below {describe_threshold(threshold_of(row))} for {_scope(row.family, row.account, names)}"
+    where = f" (posts in {channel_link(row.channel)})" if row.channel else ""
+    return f"below {describe_threshold(threshold_of(row))} for {_scope(row.family, row.account, names)}{where}"
+
+
+def channel_link(channel: str) -> str:
+    """<#C123> (a link to the channel, which pings nobody) for a real channel ID; else escaped text."""
+    if re.fullmatch(r"[CG][A-Z0-9_]{2,30}", channel):
+        return f"<#{channel}>"
+    return mrkdwn_escape(channel)
 
 
 # A problem is the bot's own mrkdwn (code spans included) quoting what was typed in “…”.
@@ -37,9 +45,7 @@ _QUOTED = re.compile(r"(“[^”]*”)")
 
 
 def usage_message(problem: UsageProblem) -> Message:
-    said = "".join(
-        mrkdwn_escape(part, keep_markup=not part.startswith("“")) for part in _QUOTED.split(problem.problem)
-    )
+    said = "".join(mrkdwn_escape(part, keep_markup=not part.startswith("“")) for part in _QUOTED.split(problem.problem))
     # The usage texts name placeholders such as `for <family>`: escaped here, as they are sent.
     return _reply(f"{said}\nUsage: {mrkdwn_escape(problem.usage, keep_markup=True)}")
 
@@ -60,8 +66,9 @@ def subscribed_message(result: Subscribed | UnknownFamily, account_names: Mappin
     what = f"below {describe_threshold(result.threshold)} for {_scope(result.family, result.account, account_names)}"
     if not result.created:
         return _reply(f"You already have this one: DM when {what}. `{COMMAND} subscriptions` lists yours.")
+    who = f"I'll post in {channel_link(result.channel)}" if result.channel else "I'll DM you"
     lines = [
-        f":white_check_mark: I'll DM you when {what}: once each time it falls below, and again only after "
+        f":white_check_mark: {who} when {what}: once each time it falls below, and again only after "
         f"it recovers above {describe_rearm(result.threshold)}.",
     ]
     if not result.checked:
@@ -110,3 +117,11 @@ def unsubscribed_message(result: Unsubscribed, account_names: Mapping[str, str] 
     if not result.removed:
         return _reply(f"Nothing matched, so nothing changed. `{COMMAND} subscriptions` lists yours.")
     return _reply("Stopped: " + "; ".join(_row_text(row, account_names) for row in result.removed[:40]) + ".")
+
+
+def admins_only_message() -> Message:
+    return _reply(
+        "Only the bot's admins can add a threshold that posts to a channel. A threshold without "
+        "`here` DMs you instead."
+    )
+

@@ -13,6 +13,7 @@ from slack_bolt import Ack, App, Respond
 
 from bot import subscriptions
 from bot.domain.commands import (
+    SUBSCRIBE_USAGE,
     BalanceArgs,
     ListSubscriptionsArgs,
     SubscribeArgs,
@@ -36,6 +37,7 @@ from bot.views.balance import (
 )
 from bot.views.format import mrkdwn_escape
 from bot.views.subscriptions import (
+    admins_only_message,
     subscribed_message,
     subscriptions_message,
     unsubscribed_message,
@@ -92,7 +94,7 @@ def answer_command(command: dict[str, Any], respond: Respond, services: Services
     if isinstance(args, BalanceArgs):
         _balance(args, respond, services)
     else:
-        _subscriptions(args, user_id, respond, services)
+        _subscriptions(args, user_id, respond, services, command.get("channel_id"))
 
 
 def _balance(args: BalanceArgs, respond: Respond, services: Services, *, replace: bool = False) -> None:
@@ -191,18 +193,32 @@ def _named_single(message: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _subscriptions(
-    args: SubscribeArgs | UnsubscribeArgs | ListSubscriptionsArgs, user_id: str, respond: Respond, services: Services
+    args: SubscribeArgs | UnsubscribeArgs | ListSubscriptionsArgs,
+    user_id: str,
+    respond: Respond,
+    services: Services,
+    channel_id: str | None = None,
 ) -> None:
     store = services.store
     if store is None:  # only `balance` runs without a database, and it has no Slack commands
         raise RuntimeError("subscriptions need the database")
     names = services.settings.account_names
+    if isinstance(args, SubscribeArgs) and args.here:
+        channel = str(channel_id or "")
+        if not channel.startswith(("C", "G")):
+            respond(**usage_message(UsageProblem("“here” posts to a channel: use it in the channel.", SUBSCRIBE_USAGE)))
+            return
+        settings = services.settings
+        if settings.admin_users and user_id not in settings.admin_users:
+            respond(**admins_only_message(), response_type="ephemeral")
+            return
     if isinstance(args, SubscribeArgs):
         chosen = [a for a in services.settings.account_list if a.key == args.account] if args.account else None
         balances = services.balances.get(accounts=chosen)
         # Subscribe anyway when Kling cannot be asked; the family is checked at the next poll.
         packs = None if balances.failed else list(balances.packs)
-        result = subscriptions.subscribe(store, user_id, args, packs, services.clock.now())
+        channel = str(channel_id or "") if args.here else ""
+        result = subscriptions.subscribe(store, user_id, args, packs, services.clock.now(), channel=channel)
         respond(**subscribed_message(result, names), response_type="ephemeral")
     elif isinstance(args, UnsubscribeArgs):
         removed = subscriptions.unsubscribe(store, user_id, args)
