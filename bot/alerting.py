@@ -23,11 +23,12 @@ from bot.domain.forecast import (
     run_out_step,
     waste_worth_warning,
 )
+from bot.domain.mutes import family_scope, pack_scope
 from bot.domain.packs import PackStatus, ResourcePack, family_totals, resolve_family
 from bot.domain.thresholds import Level, Threshold, ThresholdKind, family_levels, step, usable
 from bot.foresight import forecasts_in
 from bot.store.db import Store, SubscriptionRow, Tx, from_ms, to_ms
-from bot.views.alerts import pack_event_message, run_out_ahead_message, threshold_dm
+from bot.views.alerts import pack_event_message, run_out_ahead_message, threshold_dm, with_mute
 from bot.views.balance import by_risk
 from bot.views.charts import TrendSeries
 from bot.views.digest import DigestData, FamilyUsage, Trend, digest_message
@@ -153,6 +154,7 @@ def _owe_warnings(
             # One pack that cannot be rendered must not stop the warnings for the rest.
             log.exception("Could not write the %s warning for pack %s; skipped", event.kind, event.pack.pack_id)
             continue
+        message = with_mute(message, pack_scope(event.pack.account, event.pack.pack_id), event.pack.name)
         if tx.enqueue(event.key, str(event.kind), settings.alert_channel, message, now):
             owed.append(event.key)
     return owed, held
@@ -201,6 +203,7 @@ def _step_run_out(
         message = run_out_ahead_message(
             f, now, warning_days=settings.forecast_warning_days, account_names=settings.account_names
         )
+        message = with_mute(message, family_scope(f.account, f.family), f.family, what="family")
         if tx.enqueue(event_key, "run_out_ahead", settings.alert_channel, message, now):
             owed.append(event_key)
     tx.set_run_out_states(changed)

@@ -151,16 +151,30 @@ class Notifier:
             report.sent.extend(row.key for row in rows)
 
     def _skip_unwanted(self, rows: list[OutboxRow], report: DeliveryReport) -> list[OutboxRow]:
-        unwanted = [row for row in rows if row.target_is_user and not self._may_receive_dm(row.target)]
-        if not unwanted:
+        now = self._clock.now()
+        reasons: dict[int, str] = {}
+        for row in rows:
+            if row.target_is_user and not self._may_receive_dm(row.target):
+                reasons[row.id] = "not sent: the user is no longer allowed to see balances (KLING_ALLOWED_USERS)"
+        scoped = [row for row in rows if row.payload.get("mute_scope") and row.id not in reasons]
+        if scoped:
+            with self._store.transaction() as tx:
+                mutes = {m.scope: m for m in tx.active_mutes(now)}
+            for row in scoped:
+                mute = mutes.get(row.payload["mute_scope"])
+                if mute is not None:
+                    # Muted: recorded as skipped, and not sent later either.
+                    reasons[row.id] = f"not sent: muted by {mute.muted_by} until {mute.until:%Y-%m-%d %H:%M} UTC"
+        if not reasons:
             return rows
-        reason = "not sent: the user is no longer allowed to see balances (KLING_ALLOWED_USERS)"
         with self._store.transaction() as tx:
-            tx.mark_skipped([row.id for row in unwanted], self._clock.now(), reason)
-        for row in unwanted:
-            log.info("DM %s to %s %s", row.key, row.target, reason)
-            report.skipped[row.key] = reason
-        return [row for row in rows if row not in unwanted]
+            for reason in set(reasons.values()):
+                tx.mark_skipped([i for i, r in reasons.items() if r == reason], now, reason)
+        for row in rows:
+            if row.id in reasons:
+                log.info("%s to %s %s", row.key, row.target, reasons[row.id])
+                report.skipped[row.key] = reasons[row.id]
+        return [row for row in rows if row.id not in reasons]
 
     def _messages(self, rows: list[OutboxRow]) -> list[tuple[list[OutboxRow], dict[str, Any]]]:
         """One message per row, except warnings or DMs piling up for one channel or person:

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bot.domain.accounts import DEFAULT_ACCOUNT
 from bot.domain.alerts import PackState
 from bot.domain.forecast import Point, RunOutState
+from bot.domain.mutes import Mute
 from bot.store import schema as s
 
 log = logging.getLogger(__name__)
@@ -417,6 +418,22 @@ class Tx:
                 ],
                 ["account", "family"],
             )
+
+    # -- mutes ------------------------------------------------------------------------------
+
+    def add_mute(self, scope: str, label: str, muted_by: str, until: datetime, now: datetime) -> None:
+        self._upsert_many(
+            s.mutes,
+            [{"scope": scope, "label": label, "muted_by": muted_by, "until": to_ms(until), "created_at": to_ms(now)}],
+            ["scope"],
+        )
+
+    def remove_mute(self, scope: str) -> bool:
+        return bool(self.conn.execute(delete(s.mutes).where(s.mutes.c.scope == scope)).rowcount)
+
+    def active_mutes(self, now: datetime) -> list[Mute]:
+        rows = self.conn.execute(select(s.mutes).where(s.mutes.c.until > to_ms(now)).order_by(s.mutes.c.until))
+        return [Mute(r.scope, r.label, r.muted_by, from_ms(r.until) or now) for r in rows]
 
     # -- outbox -----------------------------------------------------------------------------
 

@@ -150,6 +150,18 @@ forecast_state = Table(
 )
 
 
+# Since version 6: warnings muted from Slack ("Mute this pack for 7 days"), with who and until when.
+mutes = Table(
+    "mutes",
+    metadata,
+    Column("scope", Text, primary_key=True),  # bot.domain.mutes: pack:… or family:…
+    Column("label", Text, nullable=False),
+    Column("muted_by", String(32), nullable=False),
+    Column("until", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+
 def _v1(conn: Connection) -> None:
     # Version 1 as it was released; later versions alter it. (The tables above are the
     # current shape, for queries.)
@@ -321,8 +333,13 @@ def _v5(conn: Connection) -> None:
         _sqlite_rebuild(conn, subscriptions, {"channel": "''"})
 
 
+def _v6(conn: Connection) -> None:
+    """Mutes."""
+    mutes.create(conn)
+
+
 # Append only. Each step takes the schema from version i to i+1.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -5,6 +5,7 @@ Every message says whether it will repeat, so nobody has to guess.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -224,3 +225,45 @@ def run_out_ahead_message(
         f"(a purchase, a slower pace) and then back within {warning_days}. {LAG_NOTE}",
         "Said once.",
     )
+
+
+MUTE_ACTION = "mute"
+UNMUTE_ACTION = "unmute"
+
+
+def with_mute(message: Message, scope: str, label: str, *, what: str = "pack") -> Message:
+    """A warning with a "Mute this pack for 7 days" button; `mute_scope` lets the sender skip
+    it while muted (batched warnings keep the scope too, without the button)."""
+    button = {
+        "type": "button",
+        "action_id": MUTE_ACTION,
+        "text": {"type": "plain_text", "text": f"Mute this {what} for 7 days", "emoji": True},
+        "value": json.dumps({"s": scope, "l": label[:300]}, ensure_ascii=False),
+    }
+    blocks = [*message["blocks"], {"type": "actions", "block_id": "mute", "elements": [button]}]
+    return {**message, "blocks": blocks, "mute_scope": scope}
+
+
+def muted_message(blocks: Sequence[dict[str, Any]], *, scope: str, label: str, by: str, until: datetime) -> Message:
+    """The warning as it was, saying who muted it and until when, with an Unmute button."""
+    kept = [b for b in blocks if b.get("type") != "actions"]
+    note = (
+        f":mute: Muted by user {mrkdwn_escape(by)} until {slack_date(until)}: no warnings about "
+        f"*{mrkdwn_escape(label)}* until then."
+    )
+    unmute = {
+        "type": "button",
+        "action_id": UNMUTE_ACTION,
+        "text": {"type": "plain_text", "text": "Unmute", "emoji": True},
+        "value": json.dumps({"s": scope, "l": label[:300]}, ensure_ascii=False),
+    }
+    return {
+        "text": plain(note),
+        "blocks": [*kept[:47], context(note), {"type": "actions", "block_id": "mute", "elements": [unmute]}],
+    }
+
+
+def unmuted_message(blocks: Sequence[dict[str, Any]], *, label: str, by: str) -> Message:
+    kept = [b for b in blocks if b.get("type") != "actions" and b.get("block_id") != "mute"]
+    note = f":bell: Unmuted by user {mrkdwn_escape(by)}: warnings about *{mrkdwn_escape(label)}* resume."
+    return {"text": plain(note), "blocks": [*kept[:48], context(note)]}

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain.forecast import FamilyForecast
+from bot.domain.mutes import Mute
 from bot.domain.packs import family_totals, select_packs
 from bot.kling.accounts import AllBalances
 from bot.store.db import SubscriptionRow
@@ -70,6 +71,7 @@ def home_view(
     account_names: Mapping[str, str] | None = None,
     warning_days: int = 7,
     notice: str = "",
+    mutes: Sequence[Mute] = (),
 ) -> View:
     """`notice`: a sentence about the last button pressed (say, a threshold already removed)."""
     blocks: list[dict[str, Any]] = [
@@ -132,6 +134,15 @@ def home_view(
         )
         blocks.append({"type": "divider"})
     blocks.extend(_thresholds(thresholds, account_names))
+    if mutes:
+        lines = ["*Muted warnings*"] + [
+            f"• *{mrkdwn_escape(m.label)}* until {slack_date(m.until)} (by user {mrkdwn_escape(m.muted_by)})"
+            for m in mutes[:20]
+        ]
+        if len(mutes) > 20:
+            lines.append(f"…and {len(mutes) - 20} more.")
+        mute_blocks, _ = chunk_sections(lines, max_sections=2)
+        blocks.extend(mute_blocks)
     return _view(blocks)
 
 

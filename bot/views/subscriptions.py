@@ -125,3 +125,7 @@ def admins_only_message() -> Message:
         "`here` DMs you instead."
     )
 
+
+
+def mute_refusal_message() -> Message:
+    return _reply("Only the bot's admins can mute warnings in a shared channel; ask one of them.")

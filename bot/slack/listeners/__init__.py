@@ -5,9 +5,10 @@ A listener calls `ack()` and hands the rest to `background.run(...)` (see
 
 from slack_bolt import App
 
-from bot.slack.listeners import commands, events
+from bot.slack.listeners import commands, events, mutes
 
 
 def register(app: App) -> None:
     commands.register(app)
     events.register(app)
+    mutes.register(app)

@@ -92,6 +92,10 @@ def publish_home(
         log.exception("Could not compute the forecast for the Home tab; showing it without")
         predicted = None
     mine = subscriptions.list_subscriptions(services.store, user_id) if services.store is not None else []
+    muted = []
+    if services.store is not None:
+        with services.store.transaction() as tx:
+            muted = tx.active_mutes(now)
     view = home_view(
         balances,
         now,
@@ -100,6 +104,7 @@ def publish_home(
         account_names=settings.account_names,
         warning_days=settings.forecast_warning_days,
         notice=notice,
+        mutes=muted,
     )
     client.views_publish(user_id=user_id, view=view)
 
