@@ -274,6 +274,7 @@ def _step_subscription(
                 account_filter=sub.account,
                 account_names=names,
                 to_channel=bool(sub.channel),
+                subscription_id=sub.id,
             )
             owed.append((key, sub.channel or sub.user_id, message, not sub.channel))
         if (outcome.armed, new_crossings) != (armed, crossings):

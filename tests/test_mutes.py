@@ -129,3 +129,20 @@ def test_only_admins_mute_in_a_shared_channel_when_admins_are_set(
             assert tx.active_mutes(w.clock.now()) == []
     finally:
         w.close()
+
+
+def test_stop_this_threshold_on_a_dm_removes_it(world: World) -> None:
+    """The DM's "Stop this threshold" removes that threshold for its owner; the DM then says so."""
+    world.kling.packs = [make_pack("Video Generation - A", total=1000, remaining=900, pack_id="a")]
+    world.check()
+    world.command("subscribe 50%")
+    world.kling.packs = [make_pack("Video Generation - A", total=1000, remaining=100, pack_id="a")]
+    world.check()
+    [dm] = [blocks_of(p) for p in world.dms("U_ALICE")]
+    press_on_message(world, dm, "threshold_stop", "t1")
+    [stopped] = world.slack.wait_for_responses("t1")
+    assert "Stopped" in all_text(stopped) and stopped.get("replace_original") is True
+    assert "no threshold subscriptions" in all_text(world.command("subscriptions"))
+    press_on_message(world, dm, "threshold_stop", "t2")
+    [again] = world.slack.wait_for_responses("t2")
+    assert "already stopped" in all_text(again)

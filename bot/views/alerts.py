@@ -180,6 +180,7 @@ def threshold_dm(
     account_filter: str = "",
     account_names: Mapping[str, str] | None = None,
     to_channel: bool = False,
+    subscription_id: int | None = None,
 ) -> Message:
     scope = f"*{mrkdwn_escape(level.family)}*{in_account(level.account, account_names)}"
     now_text = f"{quantity(level.remaining)} / {quantity(level.total)} left ({level.percent:.0f}%)"
@@ -192,7 +193,7 @@ def threshold_dm(
         + (" here" if to_channel else "")
         + "`"
     )
-    return _message(
+    message = _message(
         f":chart_with_downwards_trend: {scope} fell below {'this channel' + chr(39) + 's' if to_channel else 'your'} "
         f"threshold of {describe_threshold(threshold)}: "
         f"{now_text}.",
@@ -201,6 +202,21 @@ def threshold_dm(
         f"is bought). Stop these with {unsubscribe}. {LAG_NOTE}",
         f"Again only after it recovers above {describe_rearm(threshold)}.",
     )
+    if subscription_id is None:
+        return message
+    stop = {
+        "type": "button",
+        "action_id": STOP_THRESHOLD_ACTION,
+        "text": {"type": "plain_text", "text": "Stop this threshold", "emoji": True},
+        "value": str(subscription_id),
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Stop this threshold?"},
+            "text": {"type": "plain_text", "text": "No more messages for it."},
+            "confirm": {"type": "plain_text", "text": "Stop it"},
+            "deny": {"type": "plain_text", "text": "Keep it"},
+        },
+    }
+    return {**message, "blocks": [*message["blocks"], {"type": "actions", "block_id": "stop", "elements": [stop]}]}
 
 
 def run_out_ahead_message(
@@ -228,6 +244,7 @@ def run_out_ahead_message(
 
 
 MUTE_ACTION = "mute"
+STOP_THRESHOLD_ACTION = "threshold_stop"
 UNMUTE_ACTION = "unmute"
 
 

@@ -11,7 +11,7 @@ from slack_bolt import Ack, App, Respond
 from bot.domain.mutes import MUTE_FOR
 from bot.services import Services
 from bot.slack.access import may_see_balances
-from bot.views.alerts import MUTE_ACTION, UNMUTE_ACTION, muted_message, unmuted_message
+from bot.views.alerts import MUTE_ACTION, STOP_THRESHOLD_ACTION, UNMUTE_ACTION, muted_message, unmuted_message
 from bot.views.subscriptions import mute_refusal_message
 
 if TYPE_CHECKING:  # bot.slack.app imports the listeners
@@ -61,6 +61,36 @@ def answer_mute(body: dict[str, Any], respond: Respond, services: Services) -> N
     respond(**message, replace_original=True)
 
 
+def stop_button(ack: Ack, body: dict[str, Any], respond: Respond, services: Services, background: Background) -> None:
+    ack()
+    background.run(lambda reply: answer_stop(body, reply, services), respond, body, interim=False)
+
+
+def answer_stop(body: dict[str, Any], respond: Respond, services: Services) -> None:
+    """ "Stop this threshold" on a threshold message: its owner (or an admin, for one that posts
+    in a channel) removes it; the message then says so."""
+    user_id = (body.get("user") or {}).get("id", "")
+    [action] = body.get("actions") or [{}]
+    value = str(action.get("value") or "")
+    assert services.store is not None
+    with services.store.transaction() as tx:
+        row = next((r for r in tx.subscriptions() if value.isdigit() and r.id == int(value)), None)
+        allowed = row is not None and (row.user_id == user_id or user_id in services.settings.admin_users)
+        if row is not None and allowed:
+            tx.remove_subscriptions([row.id])
+    blocks = [b for b in (body.get("message") or {}).get("blocks") or [] if b.get("type") != "actions"]
+    if row is None:
+        note = "That threshold was already stopped."
+    elif not allowed:
+        respond(text="Only whoever set this threshold can stop it.", response_type="ephemeral", replace_original=False)
+        return
+    else:
+        note = "Stopped: no more messages for this threshold."
+    context = {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}
+    respond(text=note, blocks=[*blocks[:49], context], replace_original=True)
+
+
 def register(app: App) -> None:
     app.action(MUTE_ACTION)(mute_button)
     app.action(UNMUTE_ACTION)(mute_button)
+    app.action(STOP_THRESHOLD_ACTION)(stop_button)
