@@ -158,7 +158,16 @@ def test_someone_else_cannot_remove_my_threshold(running_bot: RunningBot) -> Non
     assert "below 20%" in all_text(ask(running_bot, "subscriptions", "s5"))
 
 
-def submit_form(bot: RunningBot, view: dict[str, Any], *, value: str, unit: str, family: str, user: str = "U_ALICE"):
+def submit_form(
+    bot: RunningBot,
+    view: dict[str, Any],
+    *,
+    value: str,
+    unit: str,
+    family: str,
+    user: str = "U_ALICE",
+    channel: str = "",
+):
     """Send the modal's `view_submission` as Slack does, with the state a person filled in."""
 
     def option(v: str) -> dict[str, Any]:
@@ -169,6 +178,7 @@ def submit_form(bot: RunningBot, view: dict[str, Any], *, value: str, unit: str,
             "value": {"value": {"type": "plain_text_input", "value": value}},
             "unit": {"unit": option(unit)},
             "family": {"family": option(family)},
+            "channel": {"channel": {"type": "conversations_select", "selected_conversation": channel or None}},
         }
     }
     payload = {
@@ -213,3 +223,22 @@ def test_the_add_a_threshold_form_creates_a_threshold_and_rejects_bad_values_in_
     assert "Threshold added" in all_text(view_of(running_bot.slack.calls_to("views.publish")[-1]))
     listed = all_text(ask(running_bot, "subscriptions", "f1"))
     assert "below 25%" in listed and "Video Generation" in listed
+
+
+def test_the_form_can_send_a_threshold_to_a_channel(running_bot: RunningBot) -> None:
+    """Picking a channel in the form makes a channel threshold, listed as posting there."""
+    running_bot.kling.packs = [make_pack("Video Generation - A")]
+    home_opened(running_bot, "U_ALICE")
+    [first] = published(running_bot, 1)
+    press(running_bot, buttons_of(view_of(first))["threshold_add"])
+    deadline = time.monotonic() + 20
+    while not running_bot.slack.calls_to("views.open"):
+        assert time.monotonic() < deadline, "no views.open"
+        time.sleep(0.05)
+    [opened] = running_bot.slack.calls_to("views.open")
+    modal = opened["view"] if isinstance(opened["view"], dict) else json.loads(opened["view"])
+    View(**modal).validate_json()
+    good = submit_form(running_bot, modal, value="30", unit="percent", family="*", channel="C0TEAM")
+    assert good.status_code == 200 and not good.text.strip()
+    published(running_bot, 2)
+    assert "posts in <#C0TEAM>" in all_text(ask(running_bot, "subscriptions", "f2"))

@@ -88,6 +88,16 @@ def threshold_form(families: Sequence[str], account_names: Mapping[str, str] | N
         )
     blocks.append(
         {
+            "type": "input",
+            "block_id": "channel",
+            "optional": True,
+            "label": {"type": "plain_text", "text": "Post to a channel instead of a DM to me"},
+            "hint": {"type": "plain_text", "text": "Leave empty for a DM. A channel needs the bot in it."},
+            "element": {"type": "conversations_select", "action_id": "channel"},
+        }
+    )
+    blocks.append(
+        {
             "type": "context",
             "elements": [
                 {"type": "mrkdwn", "text": "Said once per fall below it, again only after it recovers a margin above."}
@@ -146,4 +156,11 @@ def read_threshold_form(
             return {"family": "That family is no longer reported by Kling: pick another."}
         family = matches[0]
     account = chosen("account")
-    return SubscribeArgs(threshold, family, account if account and account != EVERY else "")
+    channel = str((values.get("channel", {}).get("channel") or {}).get("selected_conversation") or "")
+    if channel and not channel.startswith(("C", "G")):
+        return {"channel": "Pick a channel (or leave it empty for a DM to you)."}
+    return SubscribeArgs(threshold, family, account if account and account != EVERY else "", here=bool(channel))
+
+
+def chosen_channel(values: Mapping[str, Mapping[str, Any]]) -> str:
+    return str((values.get("channel", {}).get("channel") or {}).get("selected_conversation") or "")

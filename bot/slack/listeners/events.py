@@ -16,6 +16,7 @@ from bot.services import Services
 from bot.views.forms import (
     ADD_THRESHOLD_ACTION,
     THRESHOLD_FORM,
+    chosen_channel,
     offered_families,
     read_threshold_form,
     threshold_form,
@@ -142,16 +143,20 @@ def threshold_form_submitted(
     if isinstance(result, dict):
         ack(response_action="errors", errors=result)
         return
+    channel = chosen_channel(values) if result.here else ""
+    if channel and settings.admin_users and user_id not in settings.admin_users:
+        ack(response_action="errors", errors={"channel": "Only the bot's admins can add a threshold for a channel."})
+        return
     ack()
-    background.run(lambda _reply: _add(client, user_id, result, services), None, body)
+    background.run(lambda _reply: _add(client, user_id, result, services, channel), None, body)
 
 
-def _add(client: WebClient, user_id: str, args: SubscribeArgs, services: Services) -> None:
+def _add(client: WebClient, user_id: str, args: SubscribeArgs, services: Services, channel: str = "") -> None:
     if services.store is None:
         return
     balances = services.balances.get()
     packs = None if balances.failed else list(balances.packs)
-    added = subscriptions.subscribe(services.store, user_id, args, packs, services.clock.now())
+    added = subscriptions.subscribe(services.store, user_id, args, packs, services.clock.now(), channel=channel)
     notice = "Threshold added." if getattr(added, "created", False) else "You already had that threshold."
     publish_home(client, user_id, services, notice=notice)
 
