@@ -89,7 +89,7 @@ class Jobs:
                 )
             self._digest_if_due(balances)
         self.deliver()
-        if not fresh and not any(a.snapshot for a in balances.accounts):
+        if not fresh:
             balances.raise_if_nothing()
         return report
 

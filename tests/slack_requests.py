@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 from urllib.parse import urlencode
 
 from slack_sdk.signature import SignatureVerifier
@@ -42,3 +44,18 @@ def signed_headers(secret: str, body: str, *, timestamp: int | None = None) -> d
         "X-Slack-Request-Timestamp": ts,
         "X-Slack-Signature": signature,
     }
+
+
+def interaction_body(kind: str, *, user: str = "U_ALICE", **fields: Any) -> str:
+    """An interactivity request as Slack sends it (`block_actions`, `view_submission`): a JSON
+    payload, form-encoded in a `payload` field; sign it with `signed_headers`."""
+    payload = {
+        "type": kind,
+        "user": {"id": user, "username": "alice", "team_id": "T0TEST"},
+        "api_app_id": "A0TEST",
+        "token": "legacy-verification-token",
+        "team": {"id": "T0TEST", "domain": "test"},
+        "trigger_id": "123.456.abc",
+        **fields,
+    }
+    return urlencode({"payload": json.dumps(payload)})

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
-from urllib.parse import urlencode
 
 from slack_sdk.models.views import View
 
 from tests.blocks import all_text, assert_valid_message
 from tests.conftest import RunningBot
-from tests.slack_requests import signed_headers, slash_command_body
+from tests.slack_requests import interaction_body, signed_headers, slash_command_body
 from tests.stand_ins.kling import make_pack
 from tests.stand_ins.slack import SIGNING_SECRET
 from tests.test_home import home_opened, published, view_of
@@ -19,13 +18,7 @@ from tests.test_home import home_opened, published, view_of
 
 def press(bot: RunningBot, button: dict[str, Any], *, user: str = "U_ALICE", response_key: str | None = None) -> int:
     """Send a `block_actions` payload for `button` as Slack does (form-encoded, signed)."""
-    payload: dict[str, Any] = {
-        "type": "block_actions",
-        "user": {"id": user, "username": "alice", "team_id": "T0TEST"},
-        "api_app_id": "A0TEST",
-        "token": "legacy-verification-token",
-        "team": {"id": "T0TEST", "domain": "test"},
-        "trigger_id": "123.456.abc",
+    fields: dict[str, Any] = {
         "actions": [
             {
                 "type": "button",
@@ -37,14 +30,14 @@ def press(bot: RunningBot, button: dict[str, Any], *, user: str = "U_ALICE", res
         ],
     }
     if response_key is not None:
-        payload.update(
+        fields.update(
             container={"type": "message", "message_ts": "1.2", "channel_id": "C_GENERAL", "is_ephemeral": True},
             channel={"id": "C_GENERAL", "name": "general"},
             response_url=bot.slack.response_url(response_key),
         )
     else:
-        payload.update(container={"type": "view", "view_id": "V1"}, view={"id": "V1", "type": "home"})
-    body = urlencode({"payload": json.dumps(payload)})
+        fields.update(container={"type": "view", "view_id": "V1"}, view={"id": "V1", "type": "home"})
+    body = interaction_body("block_actions", user=user, **fields)
     return bot.post(body, signed_headers(SIGNING_SECRET, body)).status_code
 
 
@@ -181,16 +174,7 @@ def submit_form(
             "channel": {"channel": {"type": "conversations_select", "selected_conversation": channel or None}},
         }
     }
-    payload = {
-        "type": "view_submission",
-        "user": {"id": user, "username": "alice", "team_id": "T0TEST"},
-        "api_app_id": "A0TEST",
-        "token": "legacy-verification-token",
-        "team": {"id": "T0TEST", "domain": "test"},
-        "trigger_id": "123.456.def",
-        "view": {**view, "id": "VMODAL", "state": state},
-    }
-    body = urlencode({"payload": json.dumps(payload)})
+    body = interaction_body("view_submission", user=user, view={**view, "id": "VMODAL", "state": state})
     return bot.post(body, signed_headers(SIGNING_SECRET, body))
 
 

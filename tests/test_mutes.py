@@ -8,14 +8,13 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from slack_bolt import BoltRequest
 
 from bot.slack.app import build_app
 from tests.blocks import all_text, assert_valid_message
-from tests.slack_requests import signed_headers
+from tests.slack_requests import interaction_body, signed_headers
 from tests.stand_ins.kling import FakeKling, make_pack
 from tests.stand_ins.slack import SIGNING_SECRET, FakeSlack
 from tests.world import ALERTS, World
@@ -33,22 +32,17 @@ def press_on_message(world: World, message: dict[str, Any], action_id: str, key:
     [button] = [
         e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"] if e["action_id"] == action_id
     ]
-    payload = {
-        "type": "block_actions",
-        "user": {"id": user, "username": "alice", "team_id": "T0TEST"},
-        "api_app_id": "A0TEST",
-        "token": "legacy-verification-token",
-        "team": {"id": "T0TEST", "domain": "test"},
-        "trigger_id": "123.456.abc",
-        "container": {"type": "message", "message_ts": "1.2", "channel_id": ALERTS, "is_ephemeral": False},
-        "channel": {"id": ALERTS, "name": "alerts"},
-        "message": {"type": "message", "ts": "1.2", "text": message.get("text", ""), "blocks": message["blocks"]},
-        "response_url": world.slack.response_url(key),
-        "actions": [
+    body = interaction_body(
+        "block_actions",
+        user=user,
+        container={"type": "message", "message_ts": "1.2", "channel_id": ALERTS, "is_ephemeral": False},
+        channel={"id": ALERTS, "name": "alerts"},
+        message={"type": "message", "ts": "1.2", "text": message.get("text", ""), "blocks": message["blocks"]},
+        response_url=world.slack.response_url(key),
+        actions=[
             {"type": "button", "action_id": action_id, "block_id": "mute", "value": button["value"], "action_ts": "1"}
         ],
-    }
-    body = urlencode({"payload": json.dumps(payload)})
+    )
     headers = {k.lower(): [v] for k, v in signed_headers(SIGNING_SECRET, body).items()}
     assert build_app(world.services).dispatch(BoltRequest(body=body, headers=headers)).status == 200
 

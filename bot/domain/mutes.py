@@ -29,6 +29,3 @@ class Mute:
     label: str
     muted_by: str
     until: datetime
-
-    def active(self, now: datetime) -> bool:
-        return now < self.until

@@ -63,9 +63,6 @@ class AllBalances:
     def readable(self) -> tuple[AccountBalance, ...]:
         return tuple(a for a in self.accounts if not a.failed)
 
-    def only(self, account: Account) -> AllBalances:
-        return AllBalances(tuple(a for a in self.accounts if a.account == account))
-
     def raise_if_nothing(self) -> None:
         """With no account readable at all, raise the first account's error (as one account did)."""
         if self.accounts and not self.readable:
@@ -82,10 +79,6 @@ class Balances:
         # for a while: one account's tasks must never queue behind another's. Threads are
         # only started as needed.
         self._pool = ThreadPoolExecutor(max_workers=16 * max(1, len(caches)), thread_name_prefix="kling-account")
-
-    @property
-    def accounts(self) -> tuple[Account, ...]:
-        return tuple(self.caches)
 
     def get(
         self,

@@ -156,7 +156,7 @@ def read_threshold_form(
             return {"family": "That family is no longer reported by Kling: pick another."}
         family = matches[0]
     account = chosen("account")
-    channel = str((values.get("channel", {}).get("channel") or {}).get("selected_conversation") or "")
+    channel = chosen_channel(values)
     if channel and not channel.startswith(("C", "G")):
         return {"channel": "Pick a channel (or leave it empty for a DM to you)."}
     return SubscribeArgs(threshold, family, account if account and account != EVERY else "", here=bool(channel))
