@@ -86,6 +86,14 @@ class Settings:
     forecast_warning_days: int = 7
     digest_time: time = time(9, 0)
     digest_timezone: str = "UTC"
+    # A message owed this long (its errors need a person) is marked given up and reported.
+    outbox_give_up_days: int = 7
+    # How long a process's claim on owed messages lasts: a process that dies mid-send hands
+    # its messages to the others this long after it took them.
+    outbox_claim_s: int = 60
+    # Serve GET /metrics (and /healthz, /readyz) on this port in Socket Mode and `worker`;
+    # None: off (HTTP mode serves them on PORT).
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(
@@ -276,6 +284,9 @@ class Settings:
             forecast_warning_days=integer("FORECAST_WARNING_DAYS", 7, 1, 365),
             digest_time=digest_time,
             digest_timezone=zone,
+            outbox_give_up_days=integer("OUTBOX_GIVE_UP_DAYS", 7, 1, 365),
+            outbox_claim_s=integer("OUTBOX_CLAIM_SECONDS", 60, 40, 3600),
+            metrics_port=integer("METRICS_PORT", 0, 1, 65535) if text("METRICS_PORT") else None,
         )
         if problems:
             raise ConfigError(problems)

@@ -82,6 +82,8 @@ class Jobs:
             report = run_check(
                 self.store, packs, self.clock.now(), self.settings, accounts=[a.account.key for a in fresh]
             )
+            with self.store.transaction() as tx:
+                tx.record_poll(self.clock.now(), [a.account.key for a in fresh])
             if report.baseline:
                 log.info(
                     "First check of %s: recorded a baseline; no warnings for what is already over",

@@ -170,9 +170,7 @@ def world(kling: FakeKling, lab: FakeKling, slack: FakeSlack, database_url: str)
     w.close()
 
 
-def test_check_warns_for_the_good_account_while_the_other_fails(
-    world: World, kling: FakeKling, lab: FakeKling
-) -> None:
+def test_check_warns_for_the_good_account_while_the_other_fails(world: World, kling: FakeKling, lab: FakeKling) -> None:
     """With one account down, the other's run-out is warned, naming its account; the down one decides nothing."""
     pack = make_pack("Video Generation - A", remaining=10, pack_id="p1")
     kling.packs = [pack]

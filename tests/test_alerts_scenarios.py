@@ -298,7 +298,7 @@ def test_old_sent_notifications_are_pruned_without_resending(world: World) -> No
     world.clock.advance(timedelta(days=120).total_seconds())
     world.check()
     with world.services.store.transaction() as tx:
-        assert tx.outbox_counts() == {"sent": 0, "owed": 0}
+        assert tx.outbox_counts()["owed"] == 0 and tx.outbox_counts()["sent"] == 0
     world.check()
     assert len(world.posts(ALERTS)) == 1
 

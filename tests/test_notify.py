@@ -28,7 +28,8 @@ def test_long_pass_hands_back_what_it_could_not_send_in_time(world: World) -> No
     first = world.jobs.deliver()
     assert 0 < len(first.sent) < 100
     with store.transaction() as tx:
-        assert tx.outbox_counts() == {"sent": len(first.sent), "owed": 100 - len(first.sent)}
+        counts = tx.outbox_counts()
+        assert (counts["sent"], counts["owed"]) == (len(first.sent), 100 - len(first.sent))
     world.jobs.deliver()
     texts = [p["text"] for p in world.posts(DIGEST)]
     assert sorted(texts) == [f"note {i:03d}" for i in range(100)]
@@ -77,4 +78,4 @@ def test_an_answer_cut_off_mid_body_is_retried_and_does_not_stop_the_pass(world:
     store = world.services.store
     assert store is not None
     with store.transaction() as tx:
-        assert tx.outbox_counts() == {"sent": 2, "owed": 0}
+        assert tx.outbox_counts()["sent"] == 2 and tx.outbox_counts()["owed"] == 0

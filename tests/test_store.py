@@ -24,7 +24,7 @@ def test_schema_is_created_and_migrating_again_keeps_data(database_url: str) -> 
     again = Store(database_url)
     again.migrate()
     with again.transaction() as tx:
-        assert tx.outbox_counts() == {"sent": 0, "owed": 1}
+        assert tx.outbox_counts()["owed"] == 1 and tx.outbox_counts()["sent"] == 0
         assert [s.user_id for s in tx.subscriptions()] == ["U1"]
     again.close()
 

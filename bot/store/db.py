@@ -204,6 +204,22 @@ class Tx:
     def set_meta(self, key: str, value: str) -> None:
         self._upsert_many(s.meta, [{"key": key, "value": value}], ["key"])
 
+    def record_poll(self, now: datetime, accounts: Iterable[str]) -> None:
+        """A check asked Kling and decided on its answer, for these accounts (read by
+        `/readyz`, `/metrics` and `doctor`)."""
+        now_ms = str(to_ms(now))
+        self._upsert_many(
+            s.meta,
+            [{"key": "last_poll_at", "value": now_ms}]
+            + [{"key": f"last_poll_at:{a}", "value": now_ms} for a in accounts],
+            ["key"],
+        )
+
+    def last_poll_at(self, account: str | None = None) -> datetime | None:
+        """When the last successful check was (of any account, or of this one)."""
+        value = self.get_meta("last_poll_at" if account is None else f"last_poll_at:{account}")
+        return from_ms(int(value)) if value else None
+
     # -- packs ------------------------------------------------------------------------------
 
     def pack_states(self, account: str = DEFAULT_ACCOUNT) -> dict[str, PackState] | None:
@@ -566,15 +582,25 @@ class Tx:
         """Owed notifications whose last attempt failed, grouped: {target, target_is_user, error, count}."""
         rows = self.conn.execute(
             select(s.outbox.c.target, s.outbox.c.target_is_user, s.outbox.c.last_error, func.count())
-            .where(s.outbox.c.sent_at.is_(None), s.outbox.c.last_error.is_not(None))
+            .where(s.outbox.c.sent_at.is_(None), s.outbox.c.given_up_at.is_(None), s.outbox.c.last_error.is_not(None))
             .group_by(s.outbox.c.target, s.outbox.c.target_is_user, s.outbox.c.last_error)
         )
         return [{"target": t, "target_is_user": bool(u), "error": e, "count": int(n)} for t, u, e, n in rows]
 
     def outbox_counts(self) -> dict[str, int]:
-        sent = self.conn.execute(select(func.count()).where(s.outbox.c.sent_at.is_not(None))).scalar() or 0
-        owed = self.conn.execute(select(func.count()).where(s.outbox.c.sent_at.is_(None))).scalar() or 0
-        return {"sent": int(sent), "owed": int(owed)}
+        """{"sent", "skipped", "owed", "failing", "given_up"}: sent includes skipped (done on
+        purpose without a post); owed excludes given up; failing is owed whose last try failed."""
+        o = s.outbox.c
+        rows = self.conn.execute(
+            select(
+                func.count().filter(o.sent_at.is_not(None)),
+                func.count().filter(o.skipped_reason.is_not(None)),
+                func.count().filter(o.sent_at.is_(None), o.given_up_at.is_(None)),
+                func.count().filter(o.sent_at.is_(None), o.given_up_at.is_(None), o.last_error.is_not(None)),
+                func.count().filter(o.given_up_at.is_not(None)),
+            )
+        ).one()
+        return dict(zip(("sent", "skipped", "owed", "failing", "given_up"), (int(n or 0) for n in rows), strict=True))
 
     # -- subscriptions ----------------------------------------------------------------------
 

@@ -105,6 +105,15 @@ outbox = Table(
     # Since version 2: set (with sent_at) when a notification was deliberately not sent,
     # e.g. a DM to someone no longer allowed to see balances.
     Column("skipped_reason", Text),
+    # Since version 7: the delivery attempt under way (an id that is also put in the Slack
+    # message's metadata) and when it began. Set before the post and cleared when Slack's
+    # answer is known, so a row still carrying one after its claim lapsed may have reached
+    # Slack: the channel's history is searched for that id before it is posted again.
+    Column("posting", Text),
+    Column("posting_at", BigInteger),
+    # Since version 7: owed for longer than OUTBOX_GIVE_UP_DAYS and no longer retried (kept,
+    # with last_error saying why, and reported; never silently dropped).
+    Column("given_up_at", BigInteger),
     Index("ix_outbox_due", "sent_at", "next_attempt_at"),
 )
 
@@ -159,6 +168,24 @@ mutes = Table(
     Column("muted_by", String(32), nullable=False),
     Column("until", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+)
+
+
+# Since version 7: each Kling account's last answer and who may ask Kling next, shared by
+# every process on the database (web, worker, cron `check`, replicas), so together they make
+# one call per account per KLING_CACHE_TTL, at most one a second (bot/store/kling_calls.py).
+kling_calls = Table(
+    "kling_calls",
+    metadata,
+    Column("account", Text, primary_key=True),
+    # The last good answer: its packs as JSON (bot.domain.packs) and when Kling gave it.
+    Column("answer", Text),
+    Column("fetched_at", BigInteger),
+    # The process asking Kling now, and until when its turn lasts (a crashed one's lapses).
+    Column("fetching_by", Text),
+    Column("fetching_until", BigInteger),
+    # When the last request to Kling ended: the next may start a second later.
+    Column("last_call_at", BigInteger),
 )
 
 
@@ -338,8 +365,16 @@ def _v6(conn: Connection) -> None:
     mutes.create(conn)
 
 
+def _v7(conn: Connection) -> None:
+    """Exactly once through a crash (the attempt id in the message), giving up after days,
+    and Kling's answers shared between processes."""
+    for column in ("posting TEXT", "posting_at BIGINT", "given_up_at BIGINT"):
+        conn.exec_driver_sql(f"ALTER TABLE outbox ADD COLUMN {column}")
+    kling_calls.create(conn)
+
+
 # Append only. Each step takes the schema from version i to i+1.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

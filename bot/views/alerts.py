@@ -59,7 +59,7 @@ def family_advice(pack: ResourcePack, packs: Sequence[ResourcePack], now: dateti
 
 
 def in_account(account: str, names: Mapping[str, str] | None) -> str:
-    """" (account *studio*)" when several accounts are watched; nothing with one."""
+    """ " (account *studio*)" when several accounts are watched; nothing with one."""
     if not names:
         return ""
     return f" (account *{mrkdwn_escape(names.get(account, account))}*)"

@@ -382,4 +382,3 @@ def with_buttons(message: Message, value: str, *, include_inactive: bool, shared
 
 def plain_text(text: str) -> dict[str, Any]:
     return {"type": "plain_text", "text": text, "emoji": True}
-

@@ -121,10 +121,8 @@ def unsubscribed_message(result: Unsubscribed, account_names: Mapping[str, str] 
 
 def admins_only_message() -> Message:
     return _reply(
-        "Only the bot's admins can add a threshold that posts to a channel. A threshold without "
-        "`here` DMs you instead."
+        "Only the bot's admins can add a threshold that posts to a channel. A threshold without `here` DMs you instead."
     )
-
 
 
 def mute_refusal_message() -> Message:

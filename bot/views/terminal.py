@@ -15,9 +15,7 @@ from bot.kling.parse import pack_to_api_dict
 from bot.views.format import LAG_NOTE, age, iso_utc, percent, quantity, relative, utc_text
 
 
-def balance_json(
-    balances: AllBalances, *, include_inactive: bool, forecasts: Sequence[FamilyForecast] = ()
-) -> str:
+def balance_json(balances: AllBalances, *, include_inactive: bool, forecasts: Sequence[FamilyForecast] = ()) -> str:
     """{"fetched_at", "stale", "packs", "families"}; with several accounts each pack has its
     "account" and "errors" lists the accounts that could not be read. Each pack says what it
     will leave unused at expiry at this pace, and each family its forecast."""
