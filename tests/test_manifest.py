@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from bot.cli import main
-from bot.views.manifest import MANIFEST_YML, manifest_text
+from bot.views.manifest import MANIFEST_YML, bot_scopes, manifest_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,11 +26,15 @@ def test_manifest_declares_the_command_scopes_and_urls() -> None:
     assert command["url"].endswith("/slack/events")
     assert manifest["settings"]["interactivity"]["request_url"].endswith("/slack/events")
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == [
+        "channels:history",
         "chat:write",
         "chat:write.public",
         "commands",
+        "groups:history",
+        "im:history",
         "im:write",
     ]
+    assert bot_scopes() == set(manifest["oauth_config"]["scopes"]["bot"])
     assert manifest["features"]["bot_user"]["display_name"]
     assert "socket_mode_enabled" in manifest["settings"]
 

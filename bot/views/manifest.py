@@ -67,6 +67,13 @@ oauth_config:
       - chat:write          # warnings and the digest in ALERT_CHANNEL / DIGEST_CHANNEL, and DMs
       - chat:write.public   # post in a public channel without being invited to it first
       - im:write            # conversations.open, to DM people their threshold alerts
+      # Exactly once through a crash: before re-sending a message whose first try may have
+      # reached Slack, the bot looks for it in the channel's recent history (by the id it put
+      # in the message's metadata). Without these the bot says so at start and may, after a
+      # crash mid-post, send that one message twice.
+      - channels:history    # ...in public channels
+      - groups:history      # ...in private channels
+      - im:history          # ...in the DMs it sends
 settings:
   event_subscriptions:
     request_url: https://YOUR-HOST/slack/events
@@ -93,6 +100,16 @@ def base_url(url: str) -> str:
         raise ValueError(f"--url needs the bot's public address, such as https://kling-bot.example.com, not {url!r}")
     path = parts.path.rstrip("/").removesuffix("/slack/events")
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def bot_scopes() -> frozenset[str]:
+    """The bot token scopes the manifest asks for (what `doctor` compares the granted ones to)."""
+    section = MANIFEST_YML.split("    bot:\n", 1)[1].split("settings:", 1)[0]
+    return frozenset(re.findall(r"^ +- ([a-z:.]+)", section, re.MULTILINE))
+
+
+# What the exactly-once lookup of a message in a channel's history needs.
+HISTORY_SCOPES = frozenset({"channels:history", "groups:history", "im:history"})
 
 
 def manifest_text(url: str | None = None, *, socket_mode: bool = False) -> str:

@@ -2,7 +2,10 @@
 
 It records every call, checks the bot token, answers the methods the bot uses, limits each
 response URL to 5 uses like Slack, and can be told to fail a method (HTTP 429 with
-Retry-After, or an `ok: false` error)."""
+Retry-After, or an `ok: false` error). Like Slack, every answer to the bot token carries the
+granted scopes in `x-oauth-scopes`, and methods that need a scope not granted answer
+`missing_scope`. Posted messages are kept per channel, metadata included, and served back by
+`conversations.history`."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from bot.views.manifest import bot_scopes
 
 BOT_TOKEN = "xoxb-test-bot-token"
 SIGNING_SECRET = "test-signing-secret-0123456789"
@@ -46,6 +51,13 @@ class FakeSlack:
         self.calls: list[ApiCall] = []
         self.responses: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.failures: dict[str, Failure] = {}
+        # The bot token's scopes, as granted at install (the manifest's, unless a test says).
+        self.scopes: set[str] = set(bot_scopes())
+        # Messages posted, per channel, as conversations.history returns them (oldest first).
+        self.messages: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        # chat.postMessage keeps the message, then waits this long before answering (a slow
+        # Slack, or one whose answer is lost when the caller dies meanwhile).
+        self.post_delay_s = 0.0
         self._cond = threading.Condition()
         self._ts = 0
         fake = self
@@ -94,6 +106,17 @@ class FakeSlack:
         cut_off: bool = False,
     ) -> None:
         self.failures[method] = Failure(times, status, error, retry_after, cut_off)
+
+    def wait_for_calls(self, method: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Block until `method` was called `count` times (or fail the test)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len([c for c in self.calls if c.method == method]) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"expected {count} call(s) to {method}")
+                self._cond.wait(left)
+            return [c.args for c in self.calls if c.method == method]
 
     def calls_to(self, method: str) -> list[dict[str, Any]]:
         with self._cond:
@@ -182,6 +205,15 @@ class FakeSlack:
             self._cond.notify_all()
         if token != BOT_TOKEN:
             return 200, {"ok": False, "error": "invalid_auth"}, {}
+        status, body, headers = self._method(method, args)
+        return status, body, {"x-oauth-scopes": ",".join(sorted(self.scopes)), **headers}
+
+    def _needs(self, scope: str) -> dict[str, Any] | None:
+        if scope in self.scopes:
+            return None
+        return {"ok": False, "error": "missing_scope", "needed": scope, "provided": ",".join(sorted(self.scopes))}
+
+    def _method(self, method: str, args: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         if method == "auth.test":
             return (
                 200,
@@ -199,7 +231,17 @@ class FakeSlack:
         if method == "chat.postMessage":
             with self._cond:
                 self._ts += 1
-                ts = f"1700000000.{self._ts:06d}"
+                ts = f"{time.time():.0f}.{self._ts:06d}"
+                message: dict[str, Any] = {"type": "message", "ts": ts, "text": args.get("text"), "bot_id": "BBOT"}
+                metadata = args.get("metadata")
+                if isinstance(metadata, str):
+                    metadata = json.loads(metadata)
+                if metadata:
+                    message["metadata"] = metadata
+                self.messages[str(args.get("channel"))].append(message)
+                self._cond.notify_all()
+            if self.post_delay_s:
+                time.sleep(self.post_delay_s)
             return (
                 200,
                 {"ok": True, "channel": args.get("channel"), "ts": ts, "message": {"text": args.get("text")}},
@@ -215,6 +257,32 @@ class FakeSlack:
             if not args.get("trigger_id"):
                 return 200, {"ok": False, "error": "invalid_trigger_id"}, {}
             return 200, {"ok": True, "view": {"id": "VMODAL"}}, {}
+        if method == "conversations.history":
+            channel = str(args.get("channel", ""))
+            scope = {"D": "im:history", "G": "groups:history"}.get(channel[:1], "channels:history")
+            if (refused := self._needs(scope)) is not None:
+                return 200, refused, {}
+            oldest = float(args.get("oldest") or 0)
+            limit = int(args.get("limit") or 100)
+            cursor = int(args.get("cursor") or 0)
+            include_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+            with self._cond:
+                found = [dict(m) for m in reversed(self.messages[channel]) if float(m["ts"]) > oldest]
+            if not include_metadata:
+                for m in found:
+                    m.pop("metadata", None)
+            page = found[cursor : cursor + limit]
+            more = cursor + limit < len(found)
+            return (
+                200,
+                {
+                    "ok": True,
+                    "messages": page,
+                    "has_more": more,
+                    "response_metadata": {"next_cursor": str(cursor + limit) if more else ""},
+                },
+                {},
+            )
         if method == "users.info":
             return 200, {"ok": True, "user": {"id": args.get("user"), "tz": "Europe/Berlin"}}, {}
         return 200, {"ok": False, "error": "unknown_method"}, {}
