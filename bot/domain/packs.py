@@ -6,10 +6,11 @@ and alerting read them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from bot.domain.accounts import DEFAULT_ACCOUNT
 
@@ -115,6 +116,46 @@ class ResourcePack:
         if self.total <= 0:
             return None
         return max(0.0, min(1.0, self.remaining / self.total))
+
+
+def pack_to_dict(pack: ResourcePack) -> dict[str, Any]:
+    """A pack as plain JSON values (times as Unix milliseconds), for storing Kling's answer."""
+
+    def ms(when: datetime | None) -> int | None:
+        return None if when is None else int(when.timestamp() * 1000)
+
+    return {
+        "name": pack.name,
+        "pack_id": pack.pack_id,
+        "pack_type": str(pack.pack_type),
+        "total": pack.total,
+        "remaining": pack.remaining,
+        "purchase_time": ms(pack.purchase_time),
+        "effective_time": ms(pack.effective_time),
+        "invalid_time": ms(pack.invalid_time),
+        "status": str(pack.status),
+        "account": pack.account,
+    }
+
+
+def pack_from_dict(data: Mapping[str, Any]) -> ResourcePack:
+    """The inverse of `pack_to_dict`."""
+
+    def when(ms: Any) -> datetime | None:
+        return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+    return ResourcePack(
+        name=str(data["name"]),
+        pack_id=str(data["pack_id"]),
+        pack_type=parse_type(str(data["pack_type"])),
+        total=float(data["total"]),
+        remaining=float(data["remaining"]),
+        purchase_time=when(data.get("purchase_time")),
+        effective_time=when(data.get("effective_time")),
+        invalid_time=when(data.get("invalid_time")),
+        status=parse_status(str(data["status"])),
+        account=str(data.get("account") or DEFAULT_ACCOUNT),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from bot.domain.accounts import DEFAULT_ACCOUNT
 from bot.domain.alerts import PackState
 from bot.domain.forecast import Point, RunOutState
 from bot.domain.mutes import Mute
+from bot.domain.packs import ResourcePack, pack_from_dict, pack_to_dict
 from bot.store import schema as s
 
 log = logging.getLogger(__name__)
@@ -434,6 +435,28 @@ class Tx:
                 ],
                 ["account", "family"],
             )
+
+    # -- Kling's answers, shared by every process ---------------------------------------------
+
+    def latest_answers(self) -> dict[str, tuple[datetime, list[ResourcePack]]]:
+        """Each account's last good answer from Kling, fetched by any process: {account:
+        (fetched_at, packs)}. What `/metrics` reports without asking Kling itself."""
+        rows = self.conn.execute(
+            select(s.kling_calls.c.account, s.kling_calls.c.fetched_at, s.kling_calls.c.answer).where(
+                s.kling_calls.c.answer.is_not(None)
+            )
+        )
+        out: dict[str, tuple[datetime, list[ResourcePack]]] = {}
+        for account, fetched_at, answer in rows:
+            out[account] = (from_ms(fetched_at) or datetime.now(UTC), [pack_from_dict(p) for p in json.loads(answer)])
+        return out
+
+    def store_answer(self, account: str, packs: Sequence[ResourcePack], fetched_at: datetime) -> None:
+        """Keep an account's fresh answer for the other processes (the newest wins)."""
+        answer = json.dumps([pack_to_dict(p) for p in packs], ensure_ascii=False)
+        self._upsert_many(
+            s.kling_calls, [{"account": account, "answer": answer, "fetched_at": to_ms(fetched_at)}], ["account"]
+        )
 
     # -- mutes ------------------------------------------------------------------------------
 
