@@ -66,7 +66,9 @@ class Jobs:
         alerts) while the others are checked. Returns None when no account could be checked;
         raises `KlingError` when no account can be asked and nothing earlier is known.
         """
-        balances = self.services.balances.get(refresh=True, wait_s=None)
+        # Not a refresh: an answer any process fetched within KLING_CACHE_TTL is as good, so
+        # replicas polling together make one Kling call (the TTL is far below the interval).
+        balances = self.services.balances.get(wait_s=None)
         fresh = [a for a in balances.accounts if a.snapshot is not None and not a.snapshot.stale]
         self.last_kling_errors = {a.account: a.error for a in balances.accounts if a not in fresh and a.error}
         for account, error in self.last_kling_errors.items():
@@ -104,7 +106,7 @@ class Jobs:
 
     def digest(self) -> DigestOutcome:
         """Owe today's digest (once per local day) and send it."""
-        balances = self.services.balances.get(refresh=True, wait_s=None)
+        balances = self.services.balances.get(wait_s=None)
         balances.raise_if_nothing()
         return self._queue_digest(balances, deliver=True)
 

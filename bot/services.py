@@ -76,6 +76,17 @@ def build_services(
             digest_channel="",
             accounts=tuple(KlingAccountSettings(a) for a in sample),
         )
+    store = None
+    shared = None
+    if with_store:
+        from bot.store.db import Store
+        from bot.store.kling_calls import StoredKlingCalls, holder_id
+
+        store = Store(settings.database_url)
+        store.migrate()
+        # Kling's answers and turns shared with every other process on this database.
+        shared = StoredKlingCalls(store)
+    holder = holder_id() if shared is not None else "this process"
     clients: dict[Account, KlingClient] = {}
     caches: dict[Account, PackCache] = {}
     for index, account_settings in enumerate(settings.accounts):
@@ -96,14 +107,15 @@ def build_services(
             label=account.name if settings.multi_account else "",
         )
         clients[account] = client
-        caches[account] = PackCache(client.fetch_packs, ttl_s=settings.kling_cache_ttl_s, clock=clock)
+        caches[account] = PackCache(
+            client.fetch_packs,
+            ttl_s=settings.kling_cache_ttl_s,
+            clock=clock,
+            shared=shared,
+            account=account.key,
+            holder=holder,
+        )
     balances = Balances(caches)
-    store = None
-    if with_store:
-        from bot.store.db import Store
-
-        store = Store(settings.database_url)
-        store.migrate()
     return Services(
         settings=settings,
         clock=clock,

@@ -20,6 +20,8 @@ def slack_env(kling: FakeKling, slack: FakeSlack, tmp_path: Path, **extra: str) 
         "DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}",
         "ALERT_CHANNEL": "C0ALERTS",
         "DIGEST_CHANNEL": "C0DIGEST",
+        # Each `check` here stands for a later poll, so none reuses the previous one's answer.
+        "KLING_CACHE_TTL": "0",
         **extra,
     }
     return kling_env(kling, **env)

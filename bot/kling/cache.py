@@ -8,6 +8,13 @@ and for a TTL of 0 too, so a burst never turns into a queue of one-a-second Klin
 Waiting is bounded: a caller that has waited `wait_s` for a fetch in flight gets the last
 good answer marked stale, or `KlingBusyError`, instead of queueing behind a slow Kling for
 as long as it takes. The fetch itself carries on and its answer serves the next callers.
+
+With `shared` (the database, when the process has one), the same holds across processes:
+an answer any process fetched within the TTL is used by all (one Kling call per account per
+TTL, whatever the number of replicas and commands; only `refresh`, a person asking for now,
+asks sooner), only the process holding the account's turn asks Kling, a second after the
+last request whoever made it, and the others wait for its answer (a refresh included). See
+bot/store/kling_calls.py.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cachetools import TTLCache
 
@@ -35,6 +43,33 @@ FAILURE_REUSE_S = 30.0
 # soon and a normal Kling call takes well under a second; past this, an older answer now
 # beats a current one in a minute.
 DEFAULT_WAIT_S = 8.0
+# A process holds an account's turn at most this long: a whole fetch with its retries
+# (bot.kling.client: a 10 s budget plus one 12 s request) fits, and a process that died
+# holding it hands it on after this.
+TURN = timedelta(seconds=40)
+# How often a process waiting for another's turn looks for its answer.
+TURN_POLL_S = 0.2
+
+
+class SharedAnswers(Protocol):
+    """Kling's answers and the turn to ask it, shared between processes (bot.store.kling_calls)."""
+
+    def fetched_at(self, account: str) -> datetime | None: ...
+
+    def answer(self, account: str) -> tuple[datetime, list[ResourcePack]] | None: ...
+
+    def take_turn(self, account: str, holder: str, now: datetime, turn: timedelta) -> datetime | None: ...
+
+    def end_turn(
+        self,
+        account: str,
+        holder: str,
+        now: datetime,
+        *,
+        called: bool,
+        packs: Sequence[ResourcePack] | None = None,
+        fetched_at: datetime | None = None,
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +96,15 @@ class PackCache:
         *,
         ttl_s: float,
         clock: Clock,
+        shared: SharedAnswers | None = None,
+        account: str = "default",
+        holder: str = "this process",
     ) -> None:
         self._fetch = fetch
         self._clock = clock
+        self._shared = shared
+        self._account = account
+        self._holder = holder
         self._ttl_s = ttl_s
         self._fresh: TTLCache[str, Snapshot] = TTLCache(maxsize=1, ttl=ttl_s, timer=clock.monotonic)
         self._lock = threading.Lock()
@@ -83,6 +124,7 @@ class PackCache:
         `KlingBusyError`) and no earlier answer exists.
         """
         asked = self._clock.monotonic()
+        asked_at = self._clock.now()
         wait_s = None if wait_s is None else max(0.0, wait_s)
         if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
             return self._while_busy(refresh, wait_s or 0.0)
@@ -98,9 +140,90 @@ class PackCache:
                     return cached
                 if self._last_failure is not None and self._last_failure[0] >= asked - FAILURE_REUSE_S:
                     return self._stale_or_raise(self._last_failure[1])
+            if self._shared is not None:
+                left = None if wait_s is None else wait_s - (self._clock.monotonic() - asked)
+                return self._get_shared(asked_at, left, refresh=refresh)
             return self._fetch_locked()
         finally:
             self._lock.release()
+
+    # -- across processes -------------------------------------------------------------------
+
+    def _get_shared(self, asked_at: datetime, wait_s: float | None, *, refresh: bool) -> Snapshot:
+        """The answer another process fetched within the TTL (or since this caller asked), or
+        this process's own fetch once it holds the turn; past `wait_s`, what a caller that
+        stopped waiting gets."""
+        assert self._shared is not None
+        started = self._clock.monotonic()
+        waited_on_other = False
+        while True:
+            found = self._shared_fresh(asked_at, refresh=refresh)
+            if found is not None:
+                return found
+            start_at = self._shared.take_turn(self._account, self._holder, self._clock.now(), TURN)
+            if start_at is not None:
+                # An answer may have been stored between the look above and taking the turn
+                # (the holder stores it and gives the turn back in one transaction): look again.
+                found = self._shared_fresh(asked_at, refresh=refresh)
+                if found is not None:
+                    self._shared.end_turn(self._account, self._holder, self._clock.now(), called=False)
+                    return found
+                return self._fetch_in_turn(start_at)
+            if not waited_on_other:
+                waited_on_other = True
+                log.debug("Another process is asking Kling for account %s; waiting for its answer", self._account)
+            if wait_s is not None and self._clock.monotonic() - started >= wait_s:
+                return self._while_busy(refresh=refresh, wait_s=wait_s)
+            self._clock.sleep(TURN_POLL_S)
+
+    def _shared_fresh(self, asked_at: datetime, *, refresh: bool) -> Snapshot | None:
+        """The stored answer if it counts as fresh: fetched since this caller asked, or (but
+        for a refresh) within the TTL. Parsed only when it is not the one this process holds."""
+        assert self._shared is not None
+        fetched_at = self._shared.fetched_at(self._account)
+        if fetched_at is None:
+            return None
+        now = self._clock.now()
+        if fetched_at < asked_at and (refresh or (now - fetched_at).total_seconds() >= self._ttl_s):
+            return None
+        if self._last_good is not None and self._last_good.fetched_at == fetched_at:
+            snapshot = self._last_good
+        else:
+            stored = self._shared.answer(self._account)
+            if stored is None:
+                return None
+            snapshot = Snapshot(packs=tuple(stored[1]), fetched_at=stored[0])
+        self._adopt(snapshot, age_s=(now - snapshot.fetched_at).total_seconds())
+        return snapshot
+
+    def _fetch_in_turn(self, start_at: datetime) -> Snapshot:
+        assert self._shared is not None
+        called = False
+        snapshot: Snapshot | None = None
+        try:
+            # A second after the last request to this account, whichever process made it.
+            self._clock.sleep((start_at - self._clock.now()).total_seconds())
+            called = True
+            return (snapshot := self._fetch_locked())
+        finally:
+            fresh = snapshot is not None and not snapshot.stale
+            self._shared.end_turn(
+                self._account,
+                self._holder,
+                self._clock.now(),
+                called=called,
+                packs=snapshot.packs if fresh and snapshot else None,
+                fetched_at=snapshot.fetched_at if fresh and snapshot else None,
+            )
+
+    def _adopt(self, snapshot: Snapshot, *, age_s: float) -> None:
+        """Take another process's answer as this process's own last good one."""
+        if self._last_good is None or snapshot.fetched_at >= self._last_good.fetched_at:
+            self._last_good = snapshot
+            self._last_good_at = self._clock.monotonic() - max(0.0, age_s)
+            # Not put in this process's TTL cache, which would keep it a whole TTL from now
+            # whatever its age: the next caller asks the database again, a cheap read.
+            self._last_failure = None
 
     def while_busy(self, *, refresh: bool, wait_s: float) -> Snapshot:
         """What a caller gets who stopped waiting for the fetch in flight after `wait_s`: the
@@ -138,6 +261,12 @@ class PackCache:
         return snapshot
 
     def _stale_or_raise(self, error: KlingError) -> Snapshot:
+        if self._last_good is None and self._shared is not None:
+            # Another process's last answer, however old, beats none (a web process that
+            # never fetched while the worker did).
+            stored = self._shared.answer(self._account)
+            if stored is not None:
+                self._adopt(Snapshot(packs=tuple(stored[1]), fetched_at=stored[0]), age_s=float("inf"))
         if self._last_good is None:
             raise error
         return dataclasses.replace(self._last_good, stale=True, error=error)

@@ -438,18 +438,22 @@ class Tx:
 
     # -- Kling's answers, shared by every process ---------------------------------------------
 
-    def latest_answers(self) -> dict[str, tuple[datetime, list[ResourcePack]]]:
-        """Each account's last good answer from Kling, fetched by any process: {account:
-        (fetched_at, packs)}. What `/metrics` reports without asking Kling itself."""
-        rows = self.conn.execute(
-            select(s.kling_calls.c.account, s.kling_calls.c.fetched_at, s.kling_calls.c.answer).where(
-                s.kling_calls.c.answer.is_not(None)
-            )
+    def latest_answers(self, account: str | None = None) -> dict[str, tuple[datetime, list[ResourcePack]]]:
+        """Each account's (or one account's) last good answer from Kling, fetched by any
+        process: {account: (fetched_at, packs)}. What `/metrics` reports without asking Kling."""
+        query = select(s.kling_calls.c.account, s.kling_calls.c.fetched_at, s.kling_calls.c.answer).where(
+            s.kling_calls.c.answer.is_not(None)
         )
+        if account is not None:
+            query = query.where(s.kling_calls.c.account == account)
+        rows = self.conn.execute(query)
         out: dict[str, tuple[datetime, list[ResourcePack]]] = {}
         for account, fetched_at, answer in rows:
             out[account] = (from_ms(fetched_at) or datetime.now(UTC), [pack_from_dict(p) for p in json.loads(answer)])
         return out
+
+    def ensure_kling_calls_row(self, account: str) -> None:
+        self._insert_ignore(s.kling_calls, {"account": account}, ["account"])
 
     def store_answer(self, account: str, packs: Sequence[ResourcePack], fetched_at: datetime) -> None:
         """Keep an account's fresh answer for the other processes (the newest wins)."""

@@ -1,0 +1,139 @@
+"""Kling's answers and turns, shared by every process on one database.
+
+Web, worker, a cron `check` and any number of replicas together keep to Kling's limits:
+- an answer fetched by any process is stored, and the others use it until KLING_CACHE_TTL
+  passes, so there is one call per account per TTL whatever the number of processes;
+- only the process holding an account's *turn* asks Kling, and it starts no sooner than a
+  second after the last request to that account ended, whichever process made it.
+
+A turn is a row lock done as data: one UPDATE that succeeds only when no other process holds
+an unexpired turn, on SQLite and PostgreSQL alike (no advisory lock, which SQLite lacks, and
+nothing held open while Kling is asked). A process that dies holding a turn gives it up when
+the turn lapses.
+
+Every method degrades instead of failing: with the database unreachable a process asks Kling
+on its own (its in-process limit and cache still hold), which beats showing no balance.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.domain.packs import ResourcePack
+from bot.store import schema as s
+from bot.store.db import Store, from_ms, to_ms
+
+log = logging.getLogger(__name__)
+
+# Kling asks for QPS <= 1; the margin covers clocks of replicas on different machines.
+MIN_GAP = timedelta(seconds=1.05)
+
+
+def holder_id() -> str:
+    """Who holds a turn, for the logs of whoever waits on it: host, pid and a nonce."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class StoredKlingCalls:
+    """The store side of `bot.kling.cache.SharedAnswers`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._degraded = False
+
+    def fetched_at(self, account: str) -> datetime | None:
+        """When the stored answer was fetched (None: no answer yet)."""
+        try:
+            with self._store.transaction() as tx:
+                value = tx.conn.execute(
+                    select(s.kling_calls.c.fetched_at).where(
+                        s.kling_calls.c.account == account, s.kling_calls.c.answer.is_not(None)
+                    )
+                ).scalar()
+        except SQLAlchemyError as exc:
+            self._database_failed(exc)
+            return None
+        self._recovered()
+        return from_ms(value)
+
+    def answer(self, account: str) -> tuple[datetime, list[ResourcePack]] | None:
+        """The stored answer (any age), or None."""
+        try:
+            with self._store.transaction() as tx:
+                return tx.latest_answers(account).get(account)
+        except SQLAlchemyError as exc:
+            self._database_failed(exc)
+            return None
+
+    def take_turn(self, account: str, holder: str, now: datetime, turn: timedelta) -> datetime | None:
+        """Become the one process asking Kling for `account` until `now + turn`. Returns when
+        its first request may start (a second after the last request ended), or None while
+        another process holds the turn."""
+        c = s.kling_calls.c
+        now_ms = to_ms(now)
+        try:
+            with self._store.transaction() as tx:
+                tx.ensure_kling_calls_row(account)
+                row = tx.conn.execute(
+                    update(s.kling_calls)
+                    .where(c.account == account, or_(c.fetching_until.is_(None), c.fetching_until < now_ms))
+                    .values(fetching_by=holder, fetching_until=now_ms + int(turn.total_seconds() * 1000))
+                    .returning(c.last_call_at)
+                ).first()
+        except SQLAlchemyError as exc:
+            self._database_failed(exc)
+            return now  # on our own: the in-process limiter still spaces this process's calls
+        if row is None:
+            return None
+        last = from_ms(row[0])
+        return now if last is None else max(now, last + MIN_GAP)
+
+    def end_turn(
+        self,
+        account: str,
+        holder: str,
+        now: datetime,
+        *,
+        called: bool,
+        packs: Sequence[ResourcePack] | None = None,
+        fetched_at: datetime | None = None,
+    ) -> None:
+        """Give the turn back; `called`: Kling was asked (the next call waits a second from
+        now); `packs`: its answer, stored for every process in the same transaction, so the
+        next holder sees the answer as soon as it can take the turn."""
+        c = s.kling_calls.c
+        values: dict[str, object] = {"fetching_by": None, "fetching_until": None}
+        if called:
+            values["last_call_at"] = to_ms(now)
+        try:
+            with self._store.transaction() as tx:
+                if packs is not None and fetched_at is not None:
+                    tx.store_answer(account, packs, fetched_at)
+                tx.conn.execute(
+                    update(s.kling_calls).where(c.account == account, c.fetching_by == holder).values(values)
+                )
+        except SQLAlchemyError as exc:
+            self._database_failed(exc)
+
+    def _database_failed(self, exc: SQLAlchemyError) -> None:
+        # Said once per outage, not on every command.
+        if not self._degraded:
+            self._degraded = True
+            log.warning(
+                "The database failed while sharing Kling's answer (%s); asking Kling from this process alone "
+                "until it is back",
+                type(exc).__name__,
+            )
+
+    def _recovered(self) -> None:
+        if self._degraded:
+            self._degraded = False
+            log.info("The database is back: Kling's answers are shared between processes again")
