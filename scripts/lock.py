@@ -277,6 +277,13 @@ def check(root: Path, installed: Mapping[str, Dist] | None = None) -> list[Probl
             if any(applies(sub, extra) for extra in todo):
                 queue.append((sub, name))
 
+    # Consistent, but not as generated (a hand edit, a merge of two locks): said only when nothing else is.
+    if all(p.kind == "not-installed" for p in problems) and not set(pins) - needed:
+        written_pins = [(name, str(version)) for name, (_, version) in pins.items()]
+        if text != render(written_pins, project.python):
+            problems.append(
+                Problem("format", f"{REQUIREMENTS} is not as scripts/lock.py writes it (edited by hand, or merged)")
+            )
     for name in sorted(set(pins) - needed):
         problems.append(Problem("unneeded", f"{REQUIREMENTS} pins {name}=={pins[name][1]}, which nothing needs"))
     return list(dict.fromkeys(problems))  # once each, in order
