@@ -47,11 +47,14 @@ try:
     from packaging.utils import canonicalize_name
     from packaging.version import InvalidVersion, Version
 except ImportError:  # a bare virtual environment: pip vendors the same library
-    from pip._vendor.packaging.markers import default_environment
-    from pip._vendor.packaging.requirements import InvalidRequirement, Requirement
-    from pip._vendor.packaging.specifiers import InvalidSpecifier, SpecifierSet
-    from pip._vendor.packaging.utils import canonicalize_name
-    from pip._vendor.packaging.version import InvalidVersion, Version
+    try:
+        from pip._vendor.packaging.markers import default_environment
+        from pip._vendor.packaging.requirements import InvalidRequirement, Requirement
+        from pip._vendor.packaging.specifiers import InvalidSpecifier, SpecifierSet
+        from pip._vendor.packaging.utils import canonicalize_name
+        from pip._vendor.packaging.version import InvalidVersion, Version
+    except ImportError:
+        sys.exit(f"lock: this Python ({sys.executable}) has neither pip nor packaging: run it with .venv/bin/python")
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = "requirements.txt"
