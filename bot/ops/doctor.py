@@ -50,6 +50,10 @@ MAX_GIVEN_UP_LISTED = 10
 MAX_PARALLEL_KLING = 8
 SLACK_TIMEOUT_S = 15
 TEST_MESSAGE = ":wrench: Test message from `kling-bot doctor --post-test`: Kling Balance Bot can post in this channel."
+NO_BOT_RUNNING = (
+    "no `kling-bot serve` or `worker` seems to be running against this database: start one "
+    "(or schedule `kling-bot check` every POLL_INTERVAL_MINUTES), or read its log"
+)
 # Environment variables whose values are secrets, by how their names end.
 _SECRET_SUFFIXES = ("_KEY", "_SECRET", "_TOKEN", "_PASSWORD")
 _UPPER_WORD = re.compile(r"\b[A-Z][A-Z0-9_]+\b")
@@ -238,7 +242,8 @@ class Doctor:
             prefix = self._prefix(account)
             # The advice names KLING_ACCESS_KEY and the like: this account's own names instead.
             advice = _ACCOUNT_SETTING.sub(lambda m: prefix + m.group(1), answer.advice)
-            detail = f"{answer.describe()} (asked {host})"
+            # describe() starts "Kling: …", which the line's name already says.
+            detail = f"{answer.describe().removeprefix('Kling: ')} (asked {host})"
             if isinstance(answer, ClockSkewError):
                 detail += f"; this machine's clock says {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
             return fail(name, detail, advice)
@@ -348,7 +353,7 @@ class Doctor:
             yield fail("Database", f"could not read {where} ({_db_reason(exc)})", "see the bot's logs")
             return
         self._failing = facts.failing
-        yield _outbox(facts, overdue, self._nobody_polls(facts, now, overdue))
+        yield _outbox(facts, overdue, _nobody_delivers(facts, now, overdue))
         yield from _given_up(facts)
         yield from self._last_polls(settings, facts, now, overdue)
 
@@ -387,10 +392,7 @@ class Doctor:
                 f"a process asked Kling {_ago(now - facts.last_kling_call)} ago, but its checks do not finish: "
                 "read the log of `kling-bot serve` / `worker`"
             )
-        return (
-            "no `kling-bot serve` or `worker` seems to be running against this database: start one "
-            "(or schedule `kling-bot check` every POLL_INTERVAL_MINUTES), or read its log"
-        )
+        return NO_BOT_RUNNING
 
     # -- channels
 
@@ -465,6 +467,17 @@ class Doctor:
                 yield fail(name, *_unreachable(settings, exc))
             else:
                 yield ok(name, "posted a test message")
+
+
+def _nobody_delivers(facts: Facts, now: datetime, overdue: timedelta) -> str:
+    """Why owed messages are not even tried. Kling is not the reason: delivery runs whether
+    or not Kling answers."""
+    if facts.last_poll is not None and now - facts.last_poll <= overdue:
+        return (
+            f"a bot polls this database (last {_ago(now - facts.last_poll)} ago) but does not deliver: "
+            "read the log of `kling-bot serve` / `worker`"
+        )
+    return NO_BOT_RUNNING
 
 
 def _guarded(name: str, check: Callable[[], Iterator[Result]]) -> Iterator[Result]:
