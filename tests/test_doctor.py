@@ -105,7 +105,7 @@ def test_rejected_kling_key_fails_its_line_and_the_rest_still_runs(env: dict[str
     code, out, _ = run(["doctor"], {**env, "KLING_SECRET_KEY": "a-wrong-secret-a-wrong-secret-1234"})
     assert code == 1
     kling_line = line(out, "Kling")
-    assert kling_line.startswith("FAIL  Kling: Kling: ")
+    assert kling_line.startswith("FAIL  Kling: Authorization is invalid")
     assert "KLING_ACCESS_KEY" in kling_line and "KLING_API_BASE" in kling_line
     assert line(out, "Slack").startswith("ok    ")
     assert "1 of" in out.splitlines()[-1] and "failed" in out.splitlines()[-1]
