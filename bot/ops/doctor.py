@@ -29,6 +29,8 @@ from bot.config import ConfigError, KlingAccountSettings, Settings
 from bot.kling.errors import ClockSkewError, KlingError
 
 if TYPE_CHECKING:
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
     from sqlalchemy.engine import URL
 
     from bot.domain.packs import ResourcePack
@@ -160,7 +162,9 @@ class Doctor:
         self._read = read_settings(environ)
         self._secrets = secret_values(environ)
         self._slack_ok = False
-        self._kling_failed = False
+        # Kling accounts that answered, and that refused or failed, in this run.
+        self._kling_answered = 0
+        self._kling_failed = 0
         # Owed messages whose last try failed, by target and error; None: the database was not read.
         self._failing: list[dict[str, Any]] | None = None
 
@@ -238,7 +242,7 @@ class Doctor:
         name = f"Kling account {account.account.name}" if settings.multi_account else "Kling"
         host = urlparse(account.api_base).netloc or account.api_base
         if isinstance(answer, KlingError):
-            self._kling_failed = True
+            self._kling_failed += 1
             prefix = self._prefix(account)
             # The advice names KLING_ACCESS_KEY and the like: this account's own names instead.
             advice = _ACCOUNT_SETTING.sub(lambda m: prefix + m.group(1), answer.advice)
@@ -248,6 +252,7 @@ class Doctor:
                 detail += f"; this machine's clock says {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
             return fail(name, detail, advice)
         way = "the API key" if account.api_key else "the access and secret keys (the JWT's times fit Kling's clock)"
+        self._kling_answered += 1
         return ok(
             name,
             f"{host} accepts {way}: {len(answer)} pack(s) bought in the last {settings.kling_lookback_days} days",
@@ -385,8 +390,9 @@ class Doctor:
 
     def _nobody_polls(self, facts: Facts, now: datetime, overdue: timedelta) -> str:
         """Why polls are not succeeding, as far as doctor can tell."""
-        if self._kling_failed:
-            return "Kling refuses the bot (see the Kling line above): no poll succeeds until that is fixed"
+        # A poll succeeds when any account answers, so Kling is the reason only if none did.
+        if self._kling_failed and not self._kling_answered:
+            return "Kling refuses the bot (see the Kling lines above): no poll succeeds until that is fixed"
         if facts.last_kling_call is not None and now - facts.last_kling_call <= overdue:
             return (
                 f"a process asked Kling {_ago(now - facts.last_kling_call)} ago, but its checks do not finish: "
@@ -510,13 +516,13 @@ def _ask_kling(client: KlingClient) -> list[ResourcePack] | KlingError:
 # -- Slack helpers --------------------------------------------------------------------------
 
 
-def _slack_client(settings: Settings) -> Any:
+def _slack_client(settings: Settings) -> WebClient:
     from slack_sdk import WebClient
 
     return WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=SLACK_TIMEOUT_S)
 
 
-def _slack_code(exc: Any) -> str:
+def _slack_code(exc: SlackApiError) -> str:
     response = exc.response
     code = response.get("error") if isinstance(response.data, dict) else None
     return str(code or f"HTTP {response.status_code}")
