@@ -289,8 +289,7 @@ def test_missing_sqlite_file_is_a_warning_and_not_created(env: dict[str, str], t
 
 
 def test_schema_newer_or_older_fails_and_is_not_migrated(env: dict[str, str], tmp_path: Path) -> None:
-    """A database ahead of the bot fails ('older than the database'); one behind fails ('start the bot once'),
-    and doctor leaves both as they were."""
+    """A schema ahead fails ('older than the database'), one behind ('start the bot once'); neither is migrated."""
     store = Store(env["DATABASE_URL"])
     with store.transaction() as tx:
         tx.set_meta("schema_version", str(schema.SCHEMA_VERSION + 1))
