@@ -1,5 +1,5 @@
 """`kling-bot`: the one console script. Exit 0 on success, 2 on bad settings, 1 when Kling
-or Slack fails."""
+or Slack fails (`doctor`: 1 when any check fails, a setting included)."""
 
 from __future__ import annotations
 
@@ -114,6 +114,22 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Socket Mode: switch it on and leave out the URLs, which it does not use",
     )
+    doctor = sub.add_parser(
+        "doctor",
+        help="check settings, Kling, Slack, the channels and the database; one line per check",
+        description="Check every setting; each Kling account with one call (keys, region, the clock for the "
+        "signed token); the Slack token and its scopes against the manifest; the Socket Mode app token when "
+        "SLACK_APP_TOKEN is set; DIGEST_CHANNEL and ALERT_CHANNEL, and whether deliveries to them (and DMs) "
+        "are failing and why; the database (reachable, schema version, owed, stuck and given-up messages, the "
+        "last successful poll). One line per check, with what to do when it fails. Changes nothing: posts "
+        "nothing unless --post-test, never creates or migrates the database, prints no secret. Exit 0 when "
+        "every check passes (warnings included), 1 otherwise.",
+    )
+    doctor.add_argument(
+        "--post-test",
+        action="store_true",
+        help="also post a short test message to DIGEST_CHANNEL and ALERT_CHANNEL, and report Slack's answer",
+    )
     return parser
 
 
@@ -154,6 +170,8 @@ def main(
     if environ is None:
         _load_dotenv()
         environ = os.environ
+    if args.command == "doctor":  # it reads the settings itself, reporting each problem as a check
+        return _doctor(args, environ, stdout, stderr)
     try:
         settings = _settings(args, environ)
     except ConfigError as exc:
@@ -215,6 +233,16 @@ def _manifest(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         return EXIT_CONFIG
     print(text, end="", file=stdout)
     return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace, environ: Mapping[str, str], stdout: TextIO, stderr: TextIO) -> int:
+    from bot.ops.doctor import run
+
+    # Doctor's lines say what went wrong; the libraries' own warnings (Kling retries) would
+    # only interleave with them. LOG_LEVEL=DEBUG still shows everything.
+    debug = environ.get("LOG_LEVEL", "").strip().upper() == "DEBUG"
+    setup_logging("DEBUG" if debug else "ERROR", stderr)
+    return EXIT_OK if run(environ, post_test=args.post_test, stdout=stdout) else EXIT_FAILED
 
 
 def _kling_failed(exc: KlingError, stderr: TextIO) -> int:
