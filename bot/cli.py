@@ -205,7 +205,7 @@ def main(
             return _check_demo(services, stdout) if args.demo else _check(services, stdout, stderr)
         if args.command == "digest":
             return _digest(services, args, stdout, stderr)
-        return _worker(services, stderr)
+        return _worker(services, stderr, history_granted=_history_granted(identity))
     except SQLAlchemyError as exc:
         # The database failing mid-way (a read-only file, a dropped connection): one line.
         log.debug("Database failure", exc_info=True)
@@ -370,7 +370,25 @@ def _report_undelivered(services: Services, delivery: DeliveryReport | None, std
         fix = slack_fix(group["error"], group["target"], to_user=group["target_is_user"])
         then = f": {fix}" if fix else "; it is retried with backoff"
         print(f"kling-bot: {group['count']} {where} still owed, not delivered ({group['error']}){then}.", file=stderr)
-    return bool(failing) or bool(delivery and delivery.failed)
+    given_up = delivery.given_up if delivery else {}
+    if given_up:
+        days = services.settings.outbox_give_up_days
+        with services.store.transaction() as tx:
+            rows = [r for r in tx.given_up() if r["key"] in given_up]
+        groups: dict[tuple[str, bool, str], int] = {}
+        for r in rows:
+            key = (r["target"], r["target_is_user"], r["last_error"] or "never delivered")
+            groups[key] = groups.get(key, 0) + 1
+        for (target, to_user, error), count in groups.items():
+            where = f"DM(s) to {target}" if to_user else f"message(s) to {target}"
+            fix = slack_fix(error, target, to_user=to_user)
+            print(
+                f"kling-bot: {count} {where} given up after {days} days owed ({error})"
+                + (f": {fix}" if fix else "")
+                + ". They are kept in the outbox, not sent; `kling-bot doctor` lists them.",
+                file=stderr,
+            )
+    return bool(failing) or bool(delivery and (delivery.failed or delivery.given_up))
 
 
 def _check_demo(services: Services, stdout: TextIO) -> int:
@@ -451,11 +469,16 @@ def slack_fix_for(status: dict[str, object]) -> str | None:
     return slack_fix(error, str(status["target"]), to_user=bool(status["target_is_user"]))
 
 
-def _worker(services: Services, stderr: TextIO | None = None) -> int:
+def _history_granted(identity: dict[str, object]) -> bool | None:
+    granted = identity.get("_history_granted")
+    return granted if isinstance(granted, bool) else None
+
+
+def _worker(services: Services, stderr: TextIO | None = None, *, history_granted: bool | None = None) -> int:
     from bot.jobs import Jobs
     from bot.scheduler import blocking_scheduler
 
-    scheduler = blocking_scheduler(Jobs.for_services(services), services.settings)
+    scheduler = blocking_scheduler(Jobs.for_services(services, history_granted=history_granted), services.settings)
     log.info(_schedule_summary(services.settings))
     stop = _Stop()
     try:
@@ -513,7 +536,15 @@ def _slack_identity(settings: Settings, stderr: TextIO) -> dict[str, object] | i
     from slack_sdk.errors import SlackApiError
 
     try:
-        identity = dict(WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url).auth_test().data)
+        answer = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url).auth_test()
+        identity = dict(answer.data)
+        # The granted scopes come with every answer; said now if exactly once cannot hold.
+        from bot.notify import at_least_once_notice, scopes_of
+
+        granted = scopes_of(answer.headers)
+        identity["_history_granted"] = at_least_once_notice(granted) is None
+        if (notice := at_least_once_notice(granted)) is not None:
+            log.warning(notice)
     except SlackApiError as exc:
         error = exc.response.get("error", "unknown error")
         print(
@@ -591,7 +622,8 @@ def _serve(
         log.info("Demo mode: answering slash commands from sample data; no polling, warnings, DMs or digest")
     try:
         if not args.web_only and not args.demo:
-            scheduler = background_scheduler(Jobs.for_services(services), settings)
+            jobs = Jobs.for_services(services, history_granted=_history_granted(identity))
+            scheduler = background_scheduler(jobs, settings)
             scheduler.start()
             log.info(_schedule_summary(settings))
         if server is not None:

@@ -35,8 +35,10 @@ class DigestOutcome:
 
 class Jobs:
     @classmethod
-    def for_services(cls, services: Services) -> Jobs:
-        """Jobs on the services' store, sending with a Slack client of their own."""
+    def for_services(cls, services: Services, *, history_granted: bool | None = None) -> Jobs:
+        """Jobs on the services' store, sending with a Slack client of their own.
+        `history_granted`: whether the token may read channel history (None: ask Slack when
+        the exactly-once lookup is first needed)."""
         if services.store is None:
             raise ValueError("the jobs need the database: build the services with_store=True")
         allowed = services.settings.allowed_users
@@ -45,6 +47,9 @@ class Jobs:
             notifier_client(services.settings),
             services.clock,
             may_receive_dm=lambda user: not allowed or user in allowed,
+            claim_s=services.settings.outbox_claim_s,
+            give_up_after=timedelta(days=services.settings.outbox_give_up_days),
+            history_granted=history_granted,
         )
         return cls(services, services.store, notifier)
 

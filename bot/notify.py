@@ -3,11 +3,20 @@
 A post that fails (a Slack error, HTTP 429 with Retry-After, a network error) is put back
 with a later attempt time and retried by the next pass; nothing is dropped. Each row is
 claimed in the database first, so two processes on one database never both send it.
+
+Exactly once, even through a crash: before each post the rows record an attempt id, which
+the message carries in its metadata. A row claimed with an attempt still recorded (its
+process died after Slack took the post but before the answer was stored, or the answer was
+lost) is first looked for in the channel's recent history (`conversations.history`, which
+needs the history scopes) and marked sent if it is there. Without those scopes that window
+is at-least-once, and the bot says so. A message still owed after OUTBOX_GIVE_UP_DAYS is
+marked given up and reported, never silently dropped.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,15 +31,25 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.store.db import OutboxRow, Store
 from bot.views.alerts import batch_messages
+from bot.views.manifest import HISTORY_SCOPES
 
 log = logging.getLogger(__name__)
 
-# A claim lasts this long; a process that dies mid-send releases its rows by letting it lapse.
-CLAIM_LEASE_MS = 120_000
-# A pass stops starting posts after this much of the lease: past the lease another process
-# could claim the same rows, so whatever is left is handed back instead (Slack timing out
-# at 15 s a post would otherwise run a long pass past it).
-SEND_WITHIN_S = CLAIM_LEASE_MS / 1000 / 2
+# A claim lasts this long by default (OUTBOX_CLAIM_SECONDS); a process that dies mid-send
+# releases its rows by letting it lapse.
+CLAIM_LEASE_S = 60
+# A Slack call gives up after this long (notifier_client), so a post started with this much
+# of the claim left ends before the claim does and no other process can have taken the rows.
+SLACK_TIMEOUT_S = 15
+# Rows are claimed a few at a time, so several processes share the work and a process that
+# dies holds little of it.
+CLAIM_BATCH = 50
+# The metadata event type that carries the outbox attempt id in every message the bot posts.
+DELIVERY_EVENT = "kling_balance_bot_delivery"
+# How far back of an attempt's start its message is looked for (clocks differ a little),
+# and how many history pages are read at most.
+HISTORY_SLACK_S = 120
+HISTORY_PAGES = 5
 # Slack allows about one message per second per channel.
 PER_CHANNEL_INTERVAL_S = 1.0
 MAX_RETRY_DELAY_S = 3600
@@ -48,6 +67,11 @@ class DeliveryReport:
     needs_fix: dict[str, str] = field(default_factory=dict)
     # Deliberately not sent (e.g. a DM to someone no longer allowed): key -> why.
     skipped: dict[str, str] = field(default_factory=dict)
+    # Owed longer than OUTBOX_GIVE_UP_DAYS and given up in this pass: key -> the last error.
+    given_up: dict[str, str] = field(default_factory=dict)
+    # Found already posted by an earlier attempt (a crash between Slack's answer and the
+    # record): key -> the message's ts. Also in `sent`.
+    recovered: dict[str, str] = field(default_factory=dict)
 
 
 def retry_delay_s(attempts: int, retry_after_s: float = 0.0) -> float:
@@ -99,26 +123,51 @@ class Notifier:
         clock: Clock,
         *,
         may_receive_dm: Callable[[str], bool] = lambda _user: True,
+        claim_s: int = CLAIM_LEASE_S,
+        give_up_after: timedelta = timedelta(days=7),
+        history_granted: bool | None = None,
     ) -> None:
         self._store = store
         self._client = client
         self._clock = clock
         # Access rules hold when a DM is sent, not only when it was subscribed.
         self._may_receive_dm = may_receive_dm
+        self._claim_s = claim_s
+        self._give_up_after = give_up_after
+        # Whether the token may read history (the exactly-once lookup); None: not known yet,
+        # asked of Slack (auth.test's x-oauth-scopes) the first time a lookup is needed.
+        self._history_granted = history_granted
         self._last_post: dict[str, float] = {}
         self._dm_channels: dict[str, str] = {}
 
     def deliver_due(self, *, limit: int = 1000) -> DeliveryReport:
+        """Send what is due, a few rows at a time, for at most half a claim (past the claim
+        another process could take the same rows, so the rest is left for the next pass)."""
         report = DeliveryReport()
-        with self._store.transaction() as tx:
-            claimed = tx.claim_due(self._clock.now(), lease_ms=CLAIM_LEASE_MS, limit=limit)
+        self._give_up_overdue(report)
         started = self._clock.monotonic()
+        done_rows = 0
+        while done_rows < limit and self._clock.monotonic() - started < self._claim_s / 2:
+            with self._store.transaction() as tx:
+                claimed = tx.claim_due(
+                    self._clock.now(), lease_ms=self._claim_s * 1000, limit=min(CLAIM_BATCH, limit - done_rows)
+                )
+            if not claimed:
+                break
+            done_rows += len(claimed)
+            self._deliver_claimed(claimed, report, claimed_at=self._clock.monotonic())
+        return report
+
+    def _deliver_claimed(self, claimed: list[OutboxRow], report: DeliveryReport, *, claimed_at: float) -> None:
         messages: list[tuple[list[OutboxRow], dict[str, Any]]] = [([row], row.payload) for row in claimed]
         done = 0
         try:
-            messages = self._messages(self._skip_unwanted(claimed, report))
+            unsettled = self._settle_earlier_attempts(self._skip_unwanted(claimed, report), report)
+            messages = self._messages(unsettled)
             for rows_in_message, payload in messages:
-                if self._clock.monotonic() - started > SEND_WITHIN_S:
+                # A message takes at most two Slack calls (opening a DM, the post): one started
+                # later could still be under way when the claim lapses.
+                if self._clock.monotonic() - claimed_at > self._claim_s - 2 * SLACK_TIMEOUT_S:
                     log.warning("Delivery pass ran long; the rest is handed back for the next pass")
                     break
                 self._send(rows_in_message, payload, report)
@@ -130,25 +179,144 @@ class Notifier:
             if left:
                 with self._store.transaction() as tx:
                     tx.release(left)
-        return report
 
     def _send(self, rows: list[OutboxRow], payload: dict[str, Any], report: DeliveryReport) -> None:
+        attempt = uuid.uuid4().hex
+        ids = [row.id for row in rows]
         try:
-            ts = self._post(rows[0], payload)
+            channel = self._channel(rows[0])
+            with self._store.transaction() as tx:
+                tx.begin_posting(ids, attempt, self._clock.now())
+            ts = self._post(channel, payload, attempt)
         except SlackApiError as exc:
+            # Slack answered, so nothing was posted by this attempt.
             status = exc.response.status_code
             code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
             self._failed(rows, f"Slack: {code or status}", _retry_after(exc), report)
         except (TimeoutError, URLError, OSError, HTTPException) as exc:
-            # HTTPException covers an answer cut off mid-body (IncompleteRead): transient.
-            self._failed(rows, f"network: {type(exc).__name__}", 0.0, report)
+            # HTTPException covers an answer cut off mid-body (IncompleteRead): transient. The
+            # post may have reached Slack, so the next try looks for it first.
+            self._failed(rows, f"network: {type(exc).__name__}", 0.0, report, maybe_posted=True)
         except Exception as exc:  # a bug must not stop the pass nor leave rows claimed
             log.exception("Unexpected error sending %s", rows[0].key)
-            self._failed(rows, f"unexpected: {type(exc).__name__}", 0.0, report)
+            self._failed(rows, f"unexpected: {type(exc).__name__}", 0.0, report, maybe_posted=True)
         else:
             with self._store.transaction() as tx:
-                tx.mark_sent([row.id for row in rows], self._clock.now(), ts)
+                tx.mark_sent(ids, self._clock.now(), ts)
             report.sent.extend(row.key for row in rows)
+
+    def _give_up_overdue(self, report: DeliveryReport) -> None:
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            rows = tx.give_up_overdue(now, now - self._give_up_after)
+        days = self._give_up_after.days
+        for row in rows:
+            error = row["last_error"] or "never delivered"
+            fix = slack_fix(error, row["target"], to_user=row["target_is_user"]) if row["last_error"] else None
+            log.error(
+                "Gave up %s to %s after %d days owed (%s)%s; it is kept in the outbox and no longer retried",
+                row["key"],
+                row["target"],
+                days,
+                error,
+                f": {fix}" if fix else "",
+            )
+            report.given_up[row["key"]] = error
+
+    # -- exactly once through a crash ---------------------------------------------------------
+
+    def _settle_earlier_attempts(self, rows: list[OutboxRow], report: DeliveryReport) -> list[OutboxRow]:
+        """Rows whose earlier attempt may have reached Slack: marked sent if its message is in
+        the channel's history, else (known not posted) sent again. Returns the rows to send."""
+        earlier: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            if row.posting:
+                earlier.setdefault(row.posting, []).append(row)
+        if not earlier:
+            return rows
+        settled: set[int] = set()
+        for attempt, group in earlier.items():
+            outcome = self._find_attempt(group, attempt, report)
+            if outcome is None:  # could not tell now: the rows stay owed (and marked) for later
+                settled.update(row.id for row in group)
+                continue
+            found, ts = outcome
+            ids = [row.id for row in group]
+            with self._store.transaction() as tx:
+                if found:
+                    tx.mark_sent(ids, self._clock.now(), ts)
+                else:
+                    tx.clear_posting(ids)
+            if found:
+                settled.update(ids)
+                for row in group:
+                    log.info(
+                        "%s was posted by an earlier attempt (found in the channel's history); not sent again", row.key
+                    )
+                    report.sent.append(row.key)
+                    report.recovered[row.key] = ts or ""
+        return [row for row in rows if row.id not in settled]
+
+    def _find_attempt(
+        self, group: list[OutboxRow], attempt: str, report: DeliveryReport
+    ) -> tuple[bool, str | None] | None:
+        """(found, ts) for the message carrying `attempt`, (False, None) when it cannot be
+        looked for (no history scopes: at-least-once), or None when Slack could not be asked
+        now (the rows are put back, still marked, for a later pass)."""
+        row = group[0]
+        if not self._may_read_history():
+            log.warning(
+                "%s may already have been posted (its process stopped mid-post), but without the history scopes "
+                "the bot cannot check: sending it again (at-least-once)",
+                row.key,
+            )
+            return False, None
+        try:
+            channel = self._channel(row)
+            oldest = (row.posting_at or self._clock.now()).timestamp() - HISTORY_SLACK_S
+            cursor = None
+            for _ in range(HISTORY_PAGES):
+                page = self._client.conversations_history(
+                    channel=channel, oldest=f"{oldest:.6f}", include_all_metadata=True, limit=200, cursor=cursor
+                )
+                for message in page.get("messages") or []:
+                    meta = message.get("metadata") or {}
+                    if (
+                        meta.get("event_type") == DELIVERY_EVENT
+                        and (meta.get("event_payload") or {}).get("attempt") == attempt
+                    ):
+                        return True, message.get("ts")
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not page.get("has_more") or not cursor:
+                    return False, None
+            # Older than a few pages of a busy channel: looked far enough back.
+            return False, None
+        except SlackApiError as exc:
+            code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+            if code == "missing_scope":
+                self._history_granted = False
+                log.warning(
+                    "Slack refused to show the channel's history (missing_scope): %s is sent again (at-least-once). "
+                    "Reinstall the app with the scopes in manifest.yml for exactly once.",
+                    row.key,
+                )
+                return False, None
+            self._failed(
+                group, f"Slack: {code or exc.response.status_code}", _retry_after(exc), report, maybe_posted=True
+            )
+            return None
+        except (TimeoutError, URLError, OSError, HTTPException) as exc:
+            self._failed(group, f"network: {type(exc).__name__}", 0.0, report, maybe_posted=True)
+            return None
+
+    def _may_read_history(self) -> bool:
+        if self._history_granted is None:
+            try:
+                granted = granted_scopes(self._client)
+            except (SlackApiError, TimeoutError, URLError, OSError, HTTPException):
+                return True  # try the lookup itself: it says missing_scope if so
+            self._history_granted = granted >= HISTORY_SCOPES
+        return self._history_granted
 
     def _skip_unwanted(self, rows: list[OutboxRow], report: DeliveryReport) -> list[OutboxRow]:
         now = self._clock.now()
@@ -197,8 +365,10 @@ class Notifier:
                 start += count
         return messages
 
-    def _post(self, row: OutboxRow, payload: dict[str, Any]) -> str | None:
-        channel = self._dm_channel(row.target) if row.target_is_user else row.target
+    def _channel(self, row: OutboxRow) -> str:
+        return self._dm_channel(row.target) if row.target_is_user else row.target
+
+    def _post(self, channel: str, payload: dict[str, Any], attempt: str) -> str | None:
         self._pace(channel)
         response = self._client.chat_postMessage(
             channel=channel,
@@ -206,6 +376,8 @@ class Notifier:
             blocks=payload.get("blocks"),
             unfurl_links=False,
             unfurl_media=False,
+            # The attempt id, so a retry after a crash can find this message in the history.
+            metadata={"event_type": DELIVERY_EVENT, "event_payload": {"attempt": attempt}},
         )
         return response.get("ts")
 
@@ -221,7 +393,15 @@ class Notifier:
             self._clock.sleep(PER_CHANNEL_INTERVAL_S - (self._clock.monotonic() - last))
         self._last_post[channel] = self._clock.monotonic()
 
-    def _failed(self, rows: list[OutboxRow], error: str, retry_after_s: float, report: DeliveryReport) -> None:
+    def _failed(
+        self,
+        rows: list[OutboxRow],
+        error: str,
+        retry_after_s: float,
+        report: DeliveryReport,
+        *,
+        maybe_posted: bool = False,
+    ) -> None:
         # Every failure stays owed and is retried on the same backing-off schedule, so the
         # pass after someone fixes the cause (invites the bot, say) delivers it unasked.
         delay = retry_delay_s(rows[0].attempts, retry_after_s)
@@ -236,7 +416,7 @@ class Notifier:
         else:
             log.info("Still cannot send %s (%s); next try in %.0f s", keys, error, delay)
         with self._store.transaction() as tx:
-            tx.mark_failed([row.id for row in rows], error, retry_at)
+            tx.mark_failed([row.id for row in rows], error, retry_at, maybe_posted=maybe_posted)
         for row in rows:
             report.failed[row.key] = error
             if fix is not None:
@@ -257,4 +437,31 @@ def _retry_after(exc: SlackApiError) -> float:
 def notifier_client(settings: Settings) -> WebClient:
     """A Web API client without automatic retries: a failed post goes back to the outbox,
     which retries it later (after Retry-After on a 429) instead of blocking the job."""
-    return WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=15, retry_handlers=[])
+    return WebClient(
+        token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=SLACK_TIMEOUT_S, retry_handlers=[]
+    )
+
+
+def granted_scopes(client: WebClient) -> frozenset[str]:
+    """The bot token's scopes, as Slack reports them on every answer (x-oauth-scopes)."""
+    return scopes_of(client.auth_test().headers)
+
+
+def scopes_of(headers: Any) -> frozenset[str]:
+    for name, value in (headers or {}).items():
+        if name.lower() == "x-oauth-scopes":
+            text = value if isinstance(value, str) else ",".join(value)
+            return frozenset(s.strip() for s in text.split(",") if s.strip())
+    return frozenset()
+
+
+def at_least_once_notice(granted: frozenset[str]) -> str | None:
+    """What to say at start when the exactly-once lookup cannot work, or None."""
+    missing = sorted(HISTORY_SCOPES - granted)
+    if not missing:
+        return None
+    return (
+        f"Slack has not granted {', '.join(missing)}: a message whose post is cut off by a crash cannot be looked up, "
+        "so that window is at-least-once (it may be sent twice). Reinstall the app with the scopes in manifest.yml "
+        "for exactly once."
+    )

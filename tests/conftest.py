@@ -76,6 +76,8 @@ POSTGRES_MODULES = {
     "test_alert_defects",
     "test_upgrade",
     "test_accounts",
+    "test_exactly_once",
+    "test_notify",
 }
 
 

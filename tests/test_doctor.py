@@ -183,7 +183,10 @@ def test_channel_the_bot_is_not_in_is_listed_with_the_invite_fix(env: dict[str, 
 
 def test_channel_refused_in_a_real_check_is_listed(kling: FakeKling, slack: FakeSlack, tmp_path: Path) -> None:
     """After `check` could not post a new-pack warning (not_in_channel), doctor lists ALERT_CHANNEL with the fix."""
-    env = bot_env(kling, slack, DATABASE_URL=f"sqlite:///{tmp_path / 'k.db'}", ALERT_CHANNEL="C0ALERTS")
+    # TTL 0: the second check is a later poll, not a reuse of the first one's answer.
+    env = bot_env(
+        kling, slack, DATABASE_URL=f"sqlite:///{tmp_path / 'k.db'}", ALERT_CHANNEL="C0ALERTS", KLING_CACHE_TTL="0"
+    )
     assert run(["check"], env)[0] == 0  # the baseline
     kling.packs.append(make_pack("Image Generation - 500 entries", total=500, remaining=500))
     slack.fail("chat.postMessage", error="not_in_channel", times=10)

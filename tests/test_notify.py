@@ -30,7 +30,9 @@ def test_long_pass_hands_back_what_it_could_not_send_in_time(world: World) -> No
     with store.transaction() as tx:
         counts = tx.outbox_counts()
         assert (counts["sent"], counts["owed"]) == (len(first.sent), 100 - len(first.sent))
-    world.jobs.deliver()
+    for _ in range(5):
+        if not world.jobs.deliver().sent:
+            break
     texts = [p["text"] for p in world.posts(DIGEST)]
     assert sorted(texts) == [f"note {i:03d}" for i in range(100)]
 

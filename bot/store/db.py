@@ -139,6 +139,10 @@ class OutboxRow:
     payload: dict[str, Any]
     attempts: int
     last_error: str | None = None
+    # An earlier attempt whose outcome is unknown (its process died mid-post, or the answer
+    # was lost): the id put in that message's metadata, and when it began.
+    posting: str | None = None
+    posting_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,8 +347,15 @@ class Tx:
                 s.pack_state.c.absent_since.is_not(None), s.pack_state.c.absent_since < to_ms(now - absent_longer_than)
             )
         )
+        old = to_ms(now - sent_older_than)
         sent = self.conn.execute(
-            delete(s.outbox).where(s.outbox.c.sent_at.is_not(None), s.outbox.c.sent_at < to_ms(now - sent_older_than))
+            delete(s.outbox).where(
+                or_(
+                    and_(s.outbox.c.sent_at.is_not(None), s.outbox.c.sent_at < old),
+                    # Given up long enough ago to have been reported everywhere (doctor, check).
+                    and_(s.outbox.c.given_up_at.is_not(None), s.outbox.c.given_up_at < old),
+                )
+            )
         ).rowcount
         snaps = self.conn.execute(
             delete(s.snapshots).where(s.snapshots.c.at < to_ms(now - snapshots_older_than))
@@ -513,7 +524,12 @@ class Tx:
         """
         now_ms = to_ms(now)
         unclaimed = or_(s.outbox.c.claimed_until.is_(None), s.outbox.c.claimed_until < now_ms)
-        due = and_(s.outbox.c.sent_at.is_(None), s.outbox.c.next_attempt_at <= now_ms, unclaimed)
+        due = and_(
+            s.outbox.c.sent_at.is_(None),
+            s.outbox.c.given_up_at.is_(None),
+            s.outbox.c.next_attempt_at <= now_ms,
+            unclaimed,
+        )
         candidates = (
             self.conn.execute(
                 select(s.outbox.c.id).where(due).order_by(s.outbox.c.next_attempt_at, s.outbox.c.id).limit(limit)
@@ -540,8 +556,53 @@ class Tx:
                 json.loads(r["payload"]),
                 r["attempts"],
                 r["last_error"],
+                r["posting"],
+                from_ms(r["posting_at"]),
             )
             for r in rows
+        ]
+
+    def begin_posting(self, row_ids: Sequence[int], attempt: str, now: datetime) -> None:
+        """Record, before the post, that these rows are being posted as the message carrying
+        `attempt` in its metadata: if the process dies before Slack's answer is recorded, the
+        next one to claim them looks for that message before posting again."""
+        self.conn.execute(
+            update(s.outbox).where(s.outbox.c.id.in_(list(row_ids))).values(posting=attempt, posting_at=to_ms(now))
+        )
+
+    def clear_posting(self, row_ids: Sequence[int]) -> None:
+        """The earlier attempt is known not to have reached Slack."""
+        self.conn.execute(
+            update(s.outbox).where(s.outbox.c.id.in_(list(row_ids))).values(posting=None, posting_at=None)
+        )
+
+    def give_up_overdue(self, now: datetime, owed_since: datetime) -> list[dict[str, Any]]:
+        """Mark messages owed since before `owed_since` (and not being sent now) as given up;
+        return them ({key, target, target_is_user, last_error}). Kept, never deleted."""
+        o = s.outbox.c
+        now_ms = to_ms(now)
+        rows = self.conn.execute(
+            update(s.outbox)
+            .where(
+                o.sent_at.is_(None),
+                o.given_up_at.is_(None),
+                o.created_at < to_ms(owed_since),
+                or_(o.claimed_until.is_(None), o.claimed_until < now_ms),
+            )
+            .values(given_up_at=now_ms, claimed_until=None)
+            .returning(o.key, o.target, o.target_is_user, o.last_error)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+    def given_up(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Messages given up (since `since`): {key, target, target_is_user, last_error, given_up_at}."""
+        o = s.outbox.c
+        query = select(o.key, o.target, o.target_is_user, o.last_error, o.given_up_at).where(o.given_up_at.is_not(None))
+        if since is not None:
+            query = query.where(o.given_up_at >= to_ms(since))
+        return [
+            {**dict(r), "target_is_user": bool(r["target_is_user"]), "given_up_at": from_ms(r["given_up_at"])}
+            for r in self.conn.execute(query.order_by(o.given_up_at)).mappings()
         ]
 
     def release(self, row_ids: Sequence[int]) -> None:
@@ -558,20 +619,25 @@ class Tx:
                 claimed_until=None,
                 attempts=s.outbox.c.attempts + 1,
                 last_error=None,
+                posting=None,
+                posting_at=None,
             )
         )
 
-    def mark_failed(self, row_ids: Sequence[int], error: str, retry_at: datetime) -> None:
-        self.conn.execute(
-            update(s.outbox)
-            .where(s.outbox.c.id.in_(list(row_ids)))
-            .values(
-                next_attempt_at=to_ms(retry_at),
-                claimed_until=None,
-                attempts=s.outbox.c.attempts + 1,
-                last_error=error[:1000],
-            )
-        )
+    def mark_failed(
+        self, row_ids: Sequence[int], error: str, retry_at: datetime, *, maybe_posted: bool = False
+    ) -> None:
+        """Owed again from `retry_at`. `maybe_posted`: the attempt may have reached Slack (the
+        answer was lost), so its id stays for the next try to look for."""
+        values: dict[str, Any] = {
+            "next_attempt_at": to_ms(retry_at),
+            "claimed_until": None,
+            "attempts": s.outbox.c.attempts + 1,
+            "last_error": error[:1000],
+        }
+        if not maybe_posted:
+            values.update(posting=None, posting_at=None)
+        self.conn.execute(update(s.outbox).where(s.outbox.c.id.in_(list(row_ids))).values(values))
 
     def mark_skipped(self, row_ids: Sequence[int], now: datetime, reason: str) -> None:
         """Done without sending, on purpose; kept (with the reason) like a sent row."""

@@ -38,6 +38,8 @@ class Failure:
     retry_after: int | None
     # Send a 200 whose body is cut off mid-way (the connection closes early).
     cut_off: bool = False
+    # Do the call first (a post is kept), then fail as told: Slack took it, the answer was lost.
+    accepted: bool = False
 
 
 class _Server(ThreadingHTTPServer):
@@ -58,6 +60,8 @@ class FakeSlack:
         # chat.postMessage keeps the message, then waits this long before answering (a slow
         # Slack, or one whose answer is lost when the caller dies meanwhile).
         self.post_delay_s = 0.0
+        # Called with each kept message's arguments before the answer is sent (it may block).
+        self.post_hook: Any = None
         self._cond = threading.Condition()
         self._ts = 0
         fake = self
@@ -104,8 +108,9 @@ class FakeSlack:
         error: str | None = None,
         retry_after: int | None = None,
         cut_off: bool = False,
+        accepted: bool = False,
     ) -> None:
-        self.failures[method] = Failure(times, status, error, retry_after, cut_off)
+        self.failures[method] = Failure(times, status, error, retry_after, cut_off, accepted)
 
     def wait_for_calls(self, method: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Block until `method` was called `count` times (or fail the test)."""
@@ -195,6 +200,8 @@ class FakeSlack:
             if failure and failure.times > 0:
                 failure.times -= 1
                 self.calls.append(ApiCall(method, {**args, "_failed": True}))
+                if failure.accepted:
+                    self._method(method, args)
                 headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
                 if failure.cut_off:
                     return 200, {"ok": True, "channel": args.get("channel"), "ts": "1.2"}, {"X-Cut-Off": "1"}
@@ -240,6 +247,8 @@ class FakeSlack:
                     message["metadata"] = metadata
                 self.messages[str(args.get("channel"))].append(message)
                 self._cond.notify_all()
+            if self.post_hook is not None:
+                self.post_hook(args)
             if self.post_delay_s:
                 time.sleep(self.post_delay_s)
             return (
