@@ -206,6 +206,8 @@ class StoredState:
 
         up = GaugeMetricFamily("kling_bot_database_up", "1 when this scrape could read the database, else 0")
         try:
+            if _sqlite_file_gone(self._store):
+                raise FileNotFoundError("the database file is gone")
             stored = self._read()
         except (SQLAlchemyError, OSError) as exc:
             self._note(failing=True, reason=type(exc).__name__)
