@@ -38,6 +38,8 @@ KLING_OUTCOMES = ("ok", "rate_limited", "auth_error", "timeout", "unreachable", 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
 # /readyz fails once the last successful poll is older than this many poll intervals.
 READY_POLL_INTERVALS = 3
+# The forecast is recomputed at the latest after this long even when no poll came.
+FORECAST_REUSE_S = 300.0
 # Label values come from Kling (pack and family names, ids): cut long ones, so one odd
 # pack cannot blow up every scrape.
 MAX_LABEL_CHARS = 100
@@ -195,6 +197,8 @@ class StoredState:
         self._accounts = account_labels(settings)
         self._failing = False
         self._lock = threading.Lock()
+        # (what it was computed from, when, the forecasts): see `_read`.
+        self._forecast: tuple[object, float, list[FamilyForecast]] | None = None
 
     def describe(self) -> Iterator[Metric]:
         # Names only, for the registry's duplicate check: no database read at registration.
@@ -250,7 +254,17 @@ class StoredState:
             last_poll = tx.last_poll_at()
             account_polls = {key: tx.last_poll_at(key) for key in self._accounts}
             packs = [p for _, members in answers.values() for p in members]
-            ahead = forecasts_in(tx, packs, now, window_days=self._settings.forecast_window_days) if packs else []
+            # The forecast reads the window's whole history, most of a scrape's time with
+            # many packs; it only changes when a poll stores new figures, so it is computed
+            # once per poll (and at least every FORECAST_REUSE_S) and reused in between.
+            version = (last_poll, tuple(sorted((key, fetched) for key, (fetched, _) in answers.items())))
+            cached = self._forecast
+            if cached is not None and cached[0] == version and self._clock.monotonic() - cached[1] < FORECAST_REUSE_S:
+                ahead = cached[2]
+            else:
+                window = self._settings.forecast_window_days
+                ahead = forecasts_in(tx, packs, now, window_days=window) if packs else []
+                self._forecast = (version, self._clock.monotonic(), ahead)
         return _Stored(
             answers=answers,
             outbox=outbox,
