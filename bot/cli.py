@@ -49,11 +49,16 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="run the Slack app and the scheduler (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on $PORT)",
         description="Run the Slack app. With SLACK_APP_TOKEN set it connects over Socket Mode; "
-        "otherwise it serves HTTP on $PORT: POST /slack/events for Slack, GET /healthz for health checks. "
+        "otherwise it serves HTTP on $PORT: POST /slack/events for Slack, GET /healthz for health checks, "
+        "GET /metrics and /readyz (Socket Mode: on METRICS_PORT when set). "
         "It also polls Kling, posts warnings and the daily digest, unless --web-only.",
     )
     serve.add_argument("--demo", action="store_true", help="answer from a built-in sample account instead of Kling")
-    serve.add_argument("--host", default="0.0.0.0", help="HTTP mode: address to listen on (default 0.0.0.0)")
+    serve.add_argument(
+        "--host",
+        default="0.0.0.0",
+        help="address to listen on, for PORT (HTTP mode) or METRICS_PORT (Socket Mode); default 0.0.0.0",
+    )
     serve.add_argument(
         "--web-only", action="store_true", help="answer Slack only; leave polling and the digest to `kling-bot worker`"
     )
@@ -96,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
         "worker",
         help="run only the scheduler: polls, warnings, DMs and the digest (a Procfile `worker` process)",
         description="Run the scheduler without the Slack app, for platforms with separate web and worker processes "
-        "(then run `serve --web-only` as the web process).",
+        "(then run `serve --web-only` as the web process). With METRICS_PORT set it serves GET /metrics, "
+        "/readyz and /healthz on that port.",
     )
     manifest = sub.add_parser(
         "manifest",
