@@ -202,13 +202,14 @@ class StoredState:
 
     def describe(self) -> Iterator[Metric]:
         # Names only, for the registry's duplicate check: no database read at registration.
+        yield GaugeMetricFamily(*_DATABASE_UP)
         for name, _help, _labels in _FAMILIES:
             yield GaugeMetricFamily(name, _help, labels=_labels)
 
     def collect(self) -> Iterator[Metric]:
         from sqlalchemy.exc import SQLAlchemyError
 
-        up = GaugeMetricFamily("kling_bot_database_up", "1 when this scrape could read the database, else 0")
+        up = GaugeMetricFamily(*_DATABASE_UP)
         try:
             if _sqlite_file_gone(self._store):
                 raise FileNotFoundError("the database file is gone")
@@ -318,6 +319,7 @@ class StoredState:
         yield from gauges.values()
 
 
+_DATABASE_UP = ("kling_bot_database_up", "1 when this scrape could read the database, else 0")
 _PACK = ["account", "family", "pack_id", "pack", "status"]
 _FAMILY = ["account", "family"]
 # (name, help, labels) of every gauge StoredState reports.
