@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from bot.domain.packs import ResourcePack
     from bot.notify import DeliveryReport
     from bot.services import Services
+    from bot.slack.server import ServerThread
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 DEMO_LABEL = ":test_tube: Sample data from `kling-bot --demo`, not a real account."
@@ -48,11 +49,16 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="run the Slack app and the scheduler (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on $PORT)",
         description="Run the Slack app. With SLACK_APP_TOKEN set it connects over Socket Mode; "
-        "otherwise it serves HTTP on $PORT: POST /slack/events for Slack, GET /healthz for health checks. "
+        "otherwise it serves HTTP on $PORT: POST /slack/events for Slack, GET /healthz for health checks, "
+        "GET /metrics and /readyz (Socket Mode: on METRICS_PORT when set). "
         "It also polls Kling, posts warnings and the daily digest, unless --web-only.",
     )
     serve.add_argument("--demo", action="store_true", help="answer from a built-in sample account instead of Kling")
-    serve.add_argument("--host", default="0.0.0.0", help="HTTP mode: address to listen on (default 0.0.0.0)")
+    serve.add_argument(
+        "--host",
+        default="0.0.0.0",
+        help="address to listen on, for PORT (HTTP mode) or METRICS_PORT (Socket Mode); default 0.0.0.0",
+    )
     serve.add_argument(
         "--web-only", action="store_true", help="answer Slack only; leave polling and the digest to `kling-bot worker`"
     )
@@ -95,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
         "worker",
         help="run only the scheduler: polls, warnings, DMs and the digest (a Procfile `worker` process)",
         description="Run the scheduler without the Slack app, for platforms with separate web and worker processes "
-        "(then run `serve --web-only` as the web process).",
+        "(then run `serve --web-only` as the web process). With METRICS_PORT set it serves GET /metrics, "
+        "/readyz and /healthz on that port.",
     )
     manifest = sub.add_parser(
         "manifest",
@@ -194,7 +201,13 @@ def main(
 
     try:
         # Every command but `balance` uses the database (serve: subscriptions and the scheduler).
-        services = build_services(settings, demo=getattr(args, "demo", False), with_store=True)
+        services = build_services(
+            settings,
+            demo=getattr(args, "demo", False),
+            with_store=True,
+            # Only the long-running commands serve /metrics.
+            with_metrics=args.command in ("serve", "worker"),
+        )
     except (SQLAlchemyError, ImportError, RuntimeError, OSError) as exc:  # unreachable, no driver, newer schema
         print(f"kling-bot: could not open the database at DATABASE_URL ({_db_reason(exc)}).", file=stderr)
         return EXIT_FAILED
@@ -477,11 +490,21 @@ def _history_granted(identity: dict[str, object]) -> bool | None:
 def _worker(services: Services, stderr: TextIO | None = None, *, history_granted: bool | None = None) -> int:
     from bot.jobs import Jobs
     from bot.scheduler import blocking_scheduler
+    from bot.slack.server import ListenError
 
+    stderr = stderr or sys.stderr
+    try:
+        # Take the port before anything starts, so a taken port stops everything at once.
+        ops = _metrics_server(services, METRICS_HOST)
+    except ListenError as exc:
+        print(f"kling-bot: {exc}", file=stderr)
+        return EXIT_FAILED
     scheduler = blocking_scheduler(Jobs.for_services(services, history_granted=history_granted), services.settings)
     log.info(_schedule_summary(services.settings))
     stop = _Stop()
     try:
+        if ops is not None:
+            ops.start()
         with contextlib.suppress(KeyboardInterrupt):
             scheduler.start()
     finally:
@@ -489,9 +512,28 @@ def _worker(services: Services, stderr: TextIO | None = None, *, history_granted
         # Let a check that is running finish its transaction before the database closes.
         if scheduler.running:
             scheduler.shutdown(wait=True)
+        if ops is not None:
+            ops.stop()
         stop.restore()
-    print(f"kling-bot worker stopped ({stop.reason})", file=stderr or sys.stderr)
+    print(f"kling-bot worker stopped ({stop.reason})", file=stderr)
     return EXIT_OK
+
+
+# Where `worker` serves METRICS_PORT: every interface, for a scraper on another machine.
+METRICS_HOST = "0.0.0.0"
+
+
+def _metrics_server(services: Services, host: str) -> ServerThread | None:
+    """/metrics, /readyz and /healthz on METRICS_PORT, bound but not started; None when
+    METRICS_PORT is unset. Raises ListenError when the port cannot be had."""
+    from bot.ops.http import metrics_server
+
+    port = services.settings.metrics_port
+    if port is None or services.metrics is None:
+        return None
+    server = metrics_server(services.metrics, host=host, port=port)
+    log.info("Metrics: %s/metrics, /readyz and /healthz", server.url)
+    return server
 
 
 class _Stop:
@@ -594,6 +636,7 @@ def _serve(
     from slack_sdk.errors import SlackApiError
 
     from bot.jobs import Jobs
+    from bot.ops.http import ops_app
     from bot.scheduler import background_scheduler
     from bot.slack.app import build_app
     from bot.slack.server import ListenError, http_server, serve_http, serve_socket_mode
@@ -602,13 +645,19 @@ def _serve(
     settings = services.settings
     app = build_app(services)
     server = None
-    if not settings.socket_mode:
-        try:
-            # Take the port before anything starts, so a taken port stops everything at once.
-            server = http_server(app, host=args.host, port=settings.port)
-        except ListenError as exc:
-            print(f"kling-bot: {exc}", file=stderr)
-            return EXIT_FAILED
+    ops = None
+    try:
+        # Take the port before anything starts, so a taken port stops everything at once.
+        if not settings.socket_mode:
+            endpoints = ops_app(services.metrics) if services.metrics is not None else None
+            server = http_server(app, host=args.host, port=settings.port, ops=endpoints)
+            if settings.metrics_port is not None:
+                log.info("METRICS_PORT is not used in HTTP mode: /metrics and /readyz are served on PORT")
+        else:
+            ops = _metrics_server(services, args.host)
+    except ListenError as exc:
+        print(f"kling-bot: {exc}", file=stderr)
+        return EXIT_FAILED
     log.info(
         "Connected to Slack workspace %s as %s%s",
         identity.get("team"),
@@ -621,6 +670,8 @@ def _serve(
         # Sample data never drives warnings, DMs or a digest: nothing is posted as if real.
         log.info("Demo mode: answering slash commands from sample data; no polling, warnings, DMs or digest")
     try:
+        if ops is not None:
+            ops.start()
         if not args.web_only and not args.demo:
             jobs = Jobs.for_services(services, history_granted=_history_granted(identity))
             scheduler = background_scheduler(jobs, settings)
@@ -641,6 +692,8 @@ def _serve(
         if scheduler is not None:
             # Let a check that is running finish its transaction before the database closes.
             scheduler.shutdown(wait=True)
+        if ops is not None:
+            ops.stop()
         stop.restore()
     print(f"kling-bot serve stopped ({stop.reason})", file=stderr)
     return EXIT_OK

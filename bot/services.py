@@ -19,7 +19,8 @@ from bot.kling.auth import ApiKeyCredentials, Credentials, JwtCredentials
 from bot.kling.cache import PackCache
 from bot.kling.client import KlingClient
 
-if TYPE_CHECKING:  # the database layer is imported only by commands that use it
+if TYPE_CHECKING:  # the database layer and metrics are imported only by commands that use them
+    from bot.ops.metrics import Metrics
     from bot.store.db import Store
 
 
@@ -34,6 +35,9 @@ class Services:
     store: Store | None = None
     # Sample data: a throwaway database of its own, and nothing posted to channels.
     demo: bool = False
+    # This process's metrics (Kling requests, and the database's figures at each scrape);
+    # None for commands that serve no /metrics.
+    metrics: Metrics | None = None
     _scratch_dir: str | None = None
 
     def close(self) -> None:
@@ -59,8 +63,10 @@ def build_services(
     demo: bool = False,
     kling_transport: httpx.BaseTransport | None = None,
     with_store: bool = False,
+    with_metrics: bool = False,
 ) -> Services:
-    """`with_store` opens the database (creating or migrating its schema)."""
+    """`with_store` opens the database (creating or migrating its schema); `with_metrics`
+    counts Kling requests for /metrics and, with the database, reports its figures there."""
     clock = clock or SystemClock()
     scratch = None
     if demo:
@@ -76,6 +82,12 @@ def build_services(
             digest_channel="",
             accounts=tuple(KlingAccountSettings(a) for a in sample),
         )
+    metrics = None
+    if with_metrics:
+        from bot.ops.metrics import Metrics
+
+        # Nothing polls in a demo: readiness then only needs the database.
+        metrics = Metrics(settings, clock, polls=not demo)
     store = None
     shared = None
     if with_store:
@@ -86,6 +98,8 @@ def build_services(
         store.migrate()
         # Kling's answers and turns shared with every other process on this database.
         shared = StoredKlingCalls(store)
+        if metrics is not None:
+            metrics.watch(store)
     holder = holder_id() if shared is not None else "this process"
     clients: dict[Account, KlingClient] = {}
     caches: dict[Account, PackCache] = {}
@@ -105,6 +119,7 @@ def build_services(
             transport=transport,
             account=account.key,
             label=account.name if settings.multi_account else "",
+            on_request=metrics.on_kling_request if metrics is not None else None,
         )
         clients[account] = client
         caches[account] = PackCache(
@@ -123,5 +138,6 @@ def build_services(
         balances=balances,
         store=store,
         demo=demo,
+        metrics=metrics,
         _scratch_dir=scratch,
     )

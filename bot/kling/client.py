@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -57,6 +58,10 @@ MIN_RATE_LIMIT_WAIT_S = 1.0
 # Codes that mean "your token's time window is wrong": a fresh token may fix them.
 TOKEN_TIME_CODES = frozenset({1003, 1004})
 
+# Told about every HTTP request to Kling: (account key, outcome, seconds). Outcomes: "ok",
+# "rate_limited", "auth_error", "timeout", "unreachable", "error".
+RequestHook = Callable[[str, str, float], None]
+
 
 def _backoff(attempt: int, jitter: float) -> float:
     """Exponential backoff with full jitter: 0.5 s, 1 s, 2 s, 4 s caps."""
@@ -78,6 +83,7 @@ class KlingClient:
         jitter: Callable[[], float] = random.random,
         account: str = DEFAULT_ACCOUNT,
         label: str = "",
+        on_request: RequestHook | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         # Every pack fetched is tagged with its account; log lines carry `label` (the
@@ -91,6 +97,7 @@ class KlingClient:
         self._retry_budget_s = retry_budget_s
         self._request_timeout_s = request_timeout_s
         self._jitter = jitter
+        self._on_request = on_request
         self._http = httpx.Client(
             base_url=self.base_url,
             transport=transport,
@@ -201,6 +208,27 @@ class KlingClient:
 
     def _fetch_once(self, timeout: float) -> list[ResourcePack]:
         self._limiter.acquire()
+        too_slow = KlingConnectionError(f"Kling did not answer within {timeout:.0f} s")
+        if self._on_request is None:
+            return self._request(timeout, too_slow)
+        # Real elapsed time, not the injectable clock: this measures Kling, and the wait for
+        # our own rate limiter above is not part of it.
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            packs = self._request(timeout, too_slow)
+            outcome = "ok"
+            return packs
+        except KlingError as exc:
+            outcome = _outcome(exc, too_slow)
+            raise
+        finally:
+            try:
+                self._on_request(self.account, outcome, time.perf_counter() - started)
+            except Exception:  # counting must never break a call to Kling
+                log.debug("The Kling request hook failed", exc_info=True)
+
+    def _request(self, timeout: float, too_slow: KlingConnectionError) -> list[ResourcePack]:
         deadline = self._clock.monotonic() + timeout
         now = self._clock.now()
         params = {
@@ -208,7 +236,6 @@ class KlingClient:
             "end_time": int(now.timestamp() * 1000),
         }
         headers = {"Authorization": f"Bearer {self._credentials.bearer()}"}
-        too_slow = KlingConnectionError(f"Kling did not answer within {timeout:.0f} s")
 
         def exchange() -> tuple[httpx.Response, bytes]:
             try:
@@ -258,6 +285,19 @@ class KlingClient:
             if self._clock.monotonic() > deadline:
                 raise too_slow
         return bytes(body)
+
+
+def _outcome(exc: KlingError, too_slow: KlingError) -> str:
+    """The bounded label a failed request is counted under."""
+    if exc is too_slow:
+        return "timeout"
+    if isinstance(exc, RateLimitedError):
+        return "rate_limited"
+    if isinstance(exc, AuthenticationError):
+        return "auth_error"
+    if isinstance(exc, KlingConnectionError):
+        return "unreachable"
+    return "error"
 
 
 def _within(work: Callable[[], _T], seconds: float, too_slow: KlingError) -> _T:

@@ -1,1 +1,1 @@
-"""Operator tools: commands that look at a deployment rather than run it (`kling-bot doctor`)."""
+"""Operator tools: what operators see of a deployment (`kling-bot doctor`, metrics, readiness)."""

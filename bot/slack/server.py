@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+# Served by bot.ops.http when the server is given it.
+OPS_PATHS = frozenset({"/metrics", "/readyz"})
 # Request threads only verify, ack and return: a handful serve many concurrent commands.
 HTTP_THREADS = 16
 
@@ -59,14 +61,18 @@ class ListenError(Exception):
     """The HTTP port could not be opened; the message says what to do about it."""
 
 
-def wsgi_app(app: App) -> WsgiApp:
-    """Slack at POST /slack/events (commands, events, interactivity), GET /healthz for the platform."""
+def wsgi_app(app: App, ops: WsgiApp | None = None) -> WsgiApp:
+    """Slack at POST /slack/events (commands, events, interactivity), GET /healthz for the
+    platform, and with `ops` GET /metrics and /readyz (bot.ops.http)."""
     slack = SlackRequestHandler(app, path=EVENTS_PATH)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+        path = environ.get("PATH_INFO")
+        if path == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"ok\n"]
+        if ops is not None and path in OPS_PATHS:
+            return ops(environ, start_response)
         return slack(environ, start_response)
 
     return application
@@ -105,15 +111,30 @@ class BoundedServer(TcpWSGIServer):  # type: ignore[misc]
                 channel.will_close = True
 
 
-def http_server(app: App, *, host: str, port: int, limits: Limits = LIMITS) -> BoundedServer:
-    """A waitress server (production-grade, pure Python) bound to host:port (the first
-    address `host` resolves to); port 0 picks a free port. Raises ListenError, saying why,
-    when the port cannot be had."""
+def http_server(
+    app: App, *, host: str, port: int, limits: Limits = LIMITS, ops: WsgiApp | None = None
+) -> BoundedServer:
+    """The bot's server: Slack, /healthz, and `ops` (/metrics, /readyz) when given."""
+    return listen(wsgi_app(app, ops), host=host, port=port, limits=limits)
+
+
+def listen(
+    application: WsgiApp,
+    *,
+    host: str,
+    port: int,
+    limits: Limits = LIMITS,
+    threads: int = HTTP_THREADS,
+    setting: str = "PORT",
+) -> BoundedServer:
+    """A waitress server (production-grade, pure Python) for `application`, bound to
+    host:port (the first address `host` resolves to); port 0 picks a free port. Raises
+    ListenError, saying why and which `setting` to change, when the port cannot be had."""
     try:
         adj = Adjustments(
             host=host,
             port=port,
-            threads=HTTP_THREADS,
+            threads=threads,
             connection_limit=limits.connection_limit,
             channel_timeout=limits.idle_timeout_s,
             cleanup_interval=limits.check_interval_s,
@@ -123,27 +144,29 @@ def http_server(app: App, *, host: str, port: int, limits: Limits = LIMITS) -> B
             asyncore_use_poll=True,
             ident="kling-balance-bot",
         )
-        return BoundedServer(wsgi_app(app), adj, limits.request_timeout_s)
+        return BoundedServer(application, adj, limits.request_timeout_s)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise ListenError(f"port {port} is already in use: stop the other process or set PORT") from None
+            raise ListenError(f"port {port} is already in use: stop the other process or set {setting}") from None
         if exc.errno == errno.EACCES:
-            raise ListenError(f"no permission to listen on port {port}: use a port above 1023 or set PORT") from None
+            raise ListenError(
+                f"no permission to listen on port {port}: use a port above 1023 or set {setting}"
+            ) from None
         raise ListenError(f"could not listen on {host}:{port} ({exc.strerror or exc})") from None
 
 
-class BackgroundHttpServer:
-    """The HTTP server on a thread of its own, stopped cleanly (tests, benchmarks)."""
+class ServerThread:
+    """A server on a thread of its own, stopped cleanly."""
 
-    def __init__(self, app: App, *, host: str = "127.0.0.1", port: int = 0, limits: Limits = LIMITS) -> None:
-        self._server = http_server(app, host=host, port=port, limits=limits)
-        self._thread = threading.Thread(target=self._server.run, name="http-server", daemon=True)
+    def __init__(self, server: BoundedServer, *, name: str = "http-server") -> None:
+        self._server = server
+        self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://{self._server.effective_host}:{self._server.effective_port}"
 
-    def start(self) -> BackgroundHttpServer:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -153,6 +176,21 @@ class BackgroundHttpServer:
         # the loop (it runs while any socket is open).
         self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._server._map))
         self._thread.join(timeout=5)
+
+
+class BackgroundHttpServer(ServerThread):
+    """The bot's HTTP server on a thread of its own (tests, benchmarks)."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: Limits = LIMITS,
+        ops: WsgiApp | None = None,
+    ) -> None:
+        super().__init__(http_server(app, host=host, port=port, limits=limits, ops=ops))
 
 
 def serve_http(server: BoundedServer) -> None:
