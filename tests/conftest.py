@@ -78,6 +78,7 @@ POSTGRES_MODULES = {
     "test_accounts",
     "test_exactly_once",
     "test_notify",
+    "test_replicas",
 }
 
 
