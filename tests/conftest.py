@@ -79,6 +79,7 @@ POSTGRES_MODULES = {
     "test_exactly_once",
     "test_notify",
     "test_replicas",
+    "test_shared_kling_calls",
 }
 
 

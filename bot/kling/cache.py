@@ -51,6 +51,10 @@ TURN = timedelta(seconds=40)
 TURN_POLL_S = 0.2
 
 
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
 class SharedAnswers(Protocol):
     """Kling's answers and the turn to ask it, shared between processes (bot.store.kling_calls)."""
 
@@ -184,9 +188,11 @@ class PackCache:
         if fetched_at is None:
             return None
         now = self._clock.now()
-        if fetched_at < asked_at and (refresh or (now - fetched_at).total_seconds() >= self._ttl_s):
+        # The database keeps milliseconds: compare at that precision, or an answer fetched in
+        # the very millisecond a caller asked would count as older than the question.
+        if _ms(fetched_at) < _ms(asked_at) and (refresh or (now - fetched_at).total_seconds() >= self._ttl_s):
             return None
-        if self._last_good is not None and self._last_good.fetched_at == fetched_at:
+        if self._last_good is not None and _ms(self._last_good.fetched_at) == _ms(fetched_at):
             snapshot = self._last_good
         else:
             stored = self._shared.answer(self._account)
