@@ -352,7 +352,7 @@ class Doctor:
         now = datetime.now(UTC)
         overdue = timedelta(minutes=STALE_POLLS * settings.poll_interval_minutes)
         try:
-            with store.transaction() as tx:
+            with store.reading() as tx:
                 facts = _read_facts(tx, settings, now, overdue)
         except SQLAlchemyError as exc:
             yield fail("Database", f"could not read {where} ({_db_reason(exc)})", "see the bot's logs")

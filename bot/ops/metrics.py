@@ -135,7 +135,7 @@ def readiness(
     try:
         if _sqlite_file_gone(store):
             return Readiness(False, "not ready: the database file is gone")
-        with store.transaction() as tx:
+        with store.reading() as tx:
             last = tx.last_poll_at()
     except (SQLAlchemyError, OSError) as exc:
         # The class only: the driver's message can name the host, or the URL and its password.
@@ -238,7 +238,7 @@ class StoredState:
         from bot.notify import slack_fix
 
         now = self._clock.now()
-        with self._store.transaction() as tx:
+        with self._store.reading() as tx:
             answers = {}
             for key, (fetched_at, packs) in tx.latest_answers().items():
                 if key not in self._accounts:

@@ -40,6 +40,8 @@ from bot.store import schema as s
 log = logging.getLogger(__name__)
 
 
+# The execution option that marks a read-only transaction (Store.reading).
+READ_ONLY_OPTION = "kling_read_only"
 # Any fixed number: the advisory lock that serialises schema migrations across replicas.
 MIGRATION_LOCK_ID = 0x6B6C696E67
 
@@ -78,8 +80,10 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Take the write lock at the start, so two writers queue instead of deadlocking.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Take the write lock at the start, so two writers queue instead of deadlocking;
+            # a read-only transaction (Store.reading) takes none and runs beside a writer (WAL).
+            read_only = conn.get_execution_options().get(READ_ONLY_OPTION)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -193,6 +197,15 @@ class Store:
     def transaction(self) -> Iterator[Tx]:
         with self.engine.begin() as conn:
             yield Tx(conn)
+
+    @contextmanager
+    def reading(self) -> Iterator[Tx]:
+        """A transaction that only reads: on SQLite it takes no write lock, so a scrape, a
+        health probe or a look at Kling's shared answer never waits behind a check."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{READ_ONLY_OPTION: True})
+            with conn.begin():
+                yield Tx(conn)
 
 
 class Tx:

@@ -52,7 +52,7 @@ class StoredKlingCalls:
     def fetched_at(self, account: str) -> datetime | None:
         """When the stored answer was fetched (None: no answer yet)."""
         try:
-            with self._store.transaction() as tx:
+            with self._store.reading() as tx:
                 value = tx.conn.execute(
                     select(s.kling_calls.c.fetched_at).where(
                         s.kling_calls.c.account == account, s.kling_calls.c.answer.is_not(None)
@@ -67,7 +67,7 @@ class StoredKlingCalls:
     def answer(self, account: str) -> tuple[datetime, list[ResourcePack]] | None:
         """The stored answer (any age), or None."""
         try:
-            with self._store.transaction() as tx:
+            with self._store.reading() as tx:
                 return tx.latest_answers(account).get(account)
         except SQLAlchemyError as exc:
             self._database_failed(exc)
