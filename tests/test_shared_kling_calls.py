@@ -6,6 +6,7 @@ fall back to asking alone when the database fails."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -86,9 +87,17 @@ def test_a_refresh_asks_now_but_a_second_after_the_last_call_whoever_made_it(sto
     assert kling.calls[1] - kling.calls[0] >= 1.0  # Kling's limit (the gap kept is 1.05 s from a stored ms)
 
 
+class StillClock(FakeClock):
+    """Time that does not run while threads wait: here several waiters each sleeping on one
+    fake clock would push it past the holder's turn in no real time at all."""
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(min(max(seconds, 0.0), 0.01))
+
+
 def test_waiting_processes_take_the_holder_s_answer_instead_of_calling(store: Store) -> None:
     """While one process asks Kling, the others wait for its answer (refreshes too): one call."""
-    clock = FakeClock()
+    clock = StillClock()
     kling = Kling(clock)
     kling.gate = threading.Event()
     caches = [process(store, kling, clock, ttl_s=0, name=f"p{i}") for i in range(4)]
