@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from bot.notify import DeliveryReport
     from bot.services import Services
     from bot.slack.server import ServerThread
+    from bot.store.db import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 DEMO_LABEL = ":test_tube: Sample data from `kling-bot --demo`, not a real account."
@@ -267,26 +268,34 @@ def _balance(settings: Settings, args: argparse.Namespace, stdout: TextIO, stder
     from bot.services import build_services
     from bot.views.terminal import balance_json, balance_table
 
-    services = build_services(settings, demo=args.demo)
+    # The running bot's database, when there is one at this bot's schema: the forecast reads
+    # its history, and Kling's answer is shared with the bot (one call per KLING_CACHE_TTL,
+    # a second apart). `balance` never creates or upgrades it; without it, it asks alone.
+    store = _existing_store(settings) if not args.demo else None
     try:
-        chosen = None
-        if args.account:
-            account = find_account(args.account, services.settings.account_list)
-            if account is None:
-                known = ", ".join(a.name for a in services.settings.account_list)
-                print(f"kling-bot: --account {args.account!r} is not one of the accounts ({known}).", file=stderr)
-                return EXIT_CONFIG
-            chosen = [account]
-        # The terminal waits for Kling as long as it takes; only Slack users get a bounded wait.
-        balances = services.balances.get(wait_s=None, accounts=chosen)
+        services = build_services(settings, demo=args.demo, share_through=store)
+        try:
+            chosen = None
+            if args.account:
+                account = find_account(args.account, services.settings.account_list)
+                if account is None:
+                    known = ", ".join(a.name for a in services.settings.account_list)
+                    print(f"kling-bot: --account {args.account!r} is not one of the accounts ({known}).", file=stderr)
+                    return EXIT_CONFIG
+                chosen = [account]
+            # The terminal waits for Kling as long as it takes; only Slack users get a bounded wait.
+            balances = services.balances.get(wait_s=None, accounts=chosen)
+        finally:
+            services.close()
+        if not balances.multi and balances.failed:
+            error = balances.failed[0].error
+            assert error is not None
+            return _kling_failed(error, stderr)
+        now = services.clock.now()
+        forecasts = _balance_forecasts(settings, balances.packs, now, store)
     finally:
-        services.close()
-    if not balances.multi and balances.failed:
-        error = balances.failed[0].error
-        assert error is not None
-        return _kling_failed(error, stderr)
-    now = services.clock.now()
-    forecasts = _balance_forecasts(settings, balances.packs, now, use_history=not args.demo)
+        if store is not None:
+            store.close()
     if args.json:
         print(balance_json(balances, include_inactive=args.all, forecasts=forecasts), file=stdout)
     else:
@@ -299,37 +308,33 @@ def _balance(settings: Settings, args: argparse.Namespace, stdout: TextIO, stder
     return EXIT_FAILED if balances.failed else EXIT_OK
 
 
+def _existing_store(settings: Settings) -> Store | None:
+    if not _database_exists(settings.database_url):
+        return None
+    from bot.store.db import Store
+
+    store = Store.open_existing(settings.database_url)
+    if store is None:
+        log.info("No usable database (absent, unreachable or another schema): no history for the forecast")
+    return store
+
+
 def _balance_forecasts(
-    settings: Settings, packs: Sequence[ResourcePack], now: datetime, *, use_history: bool
+    settings: Settings, packs: Sequence[ResourcePack], now: datetime, store: Store | None
 ) -> list[FamilyForecast]:
-    """The forecast, with the history the database holds when there is one. `balance` does
-    not need the database, so one that is missing or unreachable only means no history: the
-    rates are then averages since purchase."""
+    """The forecast, with the history the database holds when there is one; without it the
+    rates are averages since purchase."""
     from bot.domain.forecast import forecast
 
-    if use_history and _database_exists(settings.database_url):
+    if store is not None:
         from sqlalchemy.exc import SQLAlchemyError
 
         from bot.foresight import forecasts as with_history
-        from bot.store import schema
-        from bot.store.db import Store
 
-        store = None
         try:
-            store = Store(settings.database_url)
-            # Read only: `balance` never creates or upgrades a schema (a running bot owns it).
-            with store.engine.connect() as conn:
-                version = schema.current_version(conn)
-            if version == schema.SCHEMA_VERSION:
-                return with_history(store, packs, now, window_days=settings.forecast_window_days)
-            log.info(
-                "No history for the forecast: the database is at schema %d, not %d", version, schema.SCHEMA_VERSION
-            )
-        except (SQLAlchemyError, OSError, RuntimeError) as exc:
+            return with_history(store, packs, now, window_days=settings.forecast_window_days)
+        except (SQLAlchemyError, OSError) as exc:
             log.info("No history for the forecast (%s): using averages since purchase", _db_reason(exc))
-        finally:
-            if store is not None:
-                store.close()
     return forecast(packs, {}, now, window_days=settings.forecast_window_days)
 
 

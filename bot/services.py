@@ -64,6 +64,7 @@ def build_services(
     kling_transport: httpx.BaseTransport | None = None,
     with_store: bool = False,
     with_metrics: bool = False,
+    share_through: Store | None = None,
 ) -> Services:
     """`with_store` opens the database (creating or migrating its schema); `with_metrics`
     counts Kling requests for /metrics and, with the database, reports its figures there."""
@@ -92,7 +93,7 @@ def build_services(
     shared = None
     if with_store:
         from bot.store.db import Store
-        from bot.store.kling_calls import StoredKlingCalls, holder_id
+        from bot.store.kling_calls import StoredKlingCalls
 
         store = Store(settings.database_url)
         store.migrate()
@@ -100,7 +101,18 @@ def build_services(
         shared = StoredKlingCalls(store)
         if metrics is not None:
             metrics.watch(store)
-    holder = holder_id() if shared is not None else "this process"
+    elif share_through is not None and not demo:
+        # A command without a database of its own (`balance`) still shares Kling's answers
+        # and turns with the running bot through the existing one.
+        from bot.store.kling_calls import StoredKlingCalls
+
+        shared = StoredKlingCalls(share_through)
+    if shared is not None:
+        from bot.store.kling_calls import holder_id
+
+        holder = holder_id()
+    else:
+        holder = "this process"
     clients: dict[Account, KlingClient] = {}
     caches: dict[Account, PackCache] = {}
     for index, account_settings in enumerate(settings.accounts):

@@ -19,6 +19,7 @@ from bot.store.db import Store, to_ms
 from tests.conftest import bot_env
 from tests.stand_ins.kling import FakeKling, make_pack
 from tests.stand_ins.slack import FakeSlack
+from tests.test_cli import run
 from tests.test_processes import finish, spawn
 
 ALERTS = "C0ALERTS"
@@ -121,3 +122,19 @@ def test_a_process_killed_mid_send_leaves_every_dm_sent_exactly_once(
         messages = slack.messages[f"D{user}"]
         assert len(messages) == 1, (user, messages)
         assert messages[0]["metadata"]["event_type"] == DELIVERY_EVENT
+
+
+def test_balance_in_a_terminal_shares_the_running_bot_s_answer(
+    kling: FakeKling, slack: FakeSlack, database_url: str, tmp_path: Path
+) -> None:
+    """`kling-bot balance` beside a bot uses the answer the bot stored within the TTL; `doctor` waits for the turn."""
+    env = bot_env(kling, slack, DATABASE_URL=database_url, KLING_CACHE_TTL="300")
+    assert run(["check"], env)[0] == 0
+    calls = len(kling.calls)
+    code, out, _ = run(["balance"], env)
+    assert code == 0 and "Video Generation" in out
+    assert len(kling.calls) == calls
+    # doctor makes its own call (it checks the keys), in turn: never within a second of the last.
+    kling.qps_interval_s = 1.0
+    run(["doctor"], env)
+    assert len(kling.calls) == calls + 1 and kling.rate_limited == 0

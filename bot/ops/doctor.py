@@ -12,6 +12,7 @@ that echoes one cannot leak it either.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import logging
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from bot.domain.packs import ResourcePack
     from bot.kling.client import KlingClient
     from bot.store.db import Store, Tx
+    from bot.store.kling_calls import StoredKlingCalls
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,10 @@ class Doctor:
         # Kling accounts that answered, and that refused or failed, in this run.
         self._kling_answered = 0
         self._kling_failed = 0
+        # When a bot last asked Kling, read before doctor's own calls (which are recorded too,
+        # to keep the second between calls) so they are not taken for a running bot's.
+        self._own_kling_calls = False
+        self._bot_kling_call: datetime | None = None
         # Owed messages whose last try failed, by target and error; None: the database was not read.
         self._failing: list[dict[str, Any]] | None = None
 
@@ -216,16 +222,29 @@ class Doctor:
         if not accounts:
             return
         from bot.services import build_services
+        from bot.store.db import Store
+        from bot.store.kling_calls import StoredKlingCalls
 
         services = build_services(settings)
+        # With the bot's database at hand, each call waits for its account's turn, so it is
+        # never the second request within a second beside a running bot.
+        store = Store.open_existing(settings.database_url) if "DATABASE_URL" not in self._read.broken else None
+        shared = StoredKlingCalls(store) if store is not None else None
+        if store is not None:
+            self._bot_kling_call = _last_kling_call(store)
+            self._own_kling_calls = True
         try:
             # One call per account, all at once: each account has its own rate limit.
             with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_KLING, len(accounts))) as pool:
-                answers = [pool.submit(_ask_kling, services.clients[a.account]) for a in accounts]
+                answers = [
+                    pool.submit(_ask_kling, services.clients[a.account], shared, a.account.key) for a in accounts
+                ]
                 for account, answer in zip(accounts, answers, strict=True):
                     yield self._kling_result(settings, account, answer.result())
         finally:
             services.close()
+            if store is not None:
+                store.close()
 
     def _prefix(self, account: KlingAccountSettings) -> str:
         # Named accounts (KLING_ACCOUNTS) take KLING_<NAME>_…; the single unnamed one KLING_….
@@ -354,6 +373,8 @@ class Doctor:
         try:
             with store.reading() as tx:
                 facts = _read_facts(tx, settings, now, overdue)
+            if self._own_kling_calls:
+                facts = dataclasses.replace(facts, last_kling_call=self._bot_kling_call)
         except SQLAlchemyError as exc:
             yield fail("Database", f"could not read {where} ({_db_reason(exc)})", "see the bot's logs")
             return
@@ -506,8 +527,10 @@ def _has_keys(account: KlingAccountSettings) -> bool:
     return bool(account.api_key or (account.access_key and account.secret_key))
 
 
-def _ask_kling(client: KlingClient) -> list[ResourcePack] | KlingError:
+def _ask_kling(client: KlingClient, shared: StoredKlingCalls | None, account: str) -> list[ResourcePack] | KlingError:
     try:
+        if shared is not None:
+            return shared.in_turn(account, client.fetch_packs)
         return client.fetch_packs()
     except KlingError as exc:
         return exc
@@ -614,6 +637,19 @@ class Facts:
     last_poll: datetime | None
     account_polls: dict[str, datetime | None]
     last_kling_call: datetime | None
+
+
+def _last_kling_call(store: Store) -> datetime | None:
+    from sqlalchemy import func, select
+
+    from bot.store import schema
+    from bot.store.db import from_ms
+
+    try:
+        with store.reading() as tx:
+            return from_ms(tx.conn.execute(select(func.max(schema.kling_calls.c.last_call_at))).scalar())
+    except Exception:  # the Database check says what is wrong with it
+        return None
 
 
 def _read_facts(tx: Tx, settings: Settings, now: datetime, overdue: timedelta) -> Facts:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -165,6 +166,30 @@ class SubscriptionRow:
 class Store:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
+
+    @classmethod
+    def open_existing(cls, url: str) -> Store | None:
+        """The database when it exists, answers within a few seconds and has this bot's
+        schema; None otherwise (never created nor migrated here). For commands that only make
+        use of it when it is there (`balance`, `doctor`)."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import SQLAlchemyError
+
+        parsed = make_url(normalize_url(url))
+        if parsed.get_backend_name() == "sqlite":
+            if not parsed.database or parsed.database == ":memory:" or not os.path.exists(parsed.database):
+                return None
+        elif "connect_timeout" not in parsed.query:
+            parsed = parsed.update_query_dict({"connect_timeout": "5"})
+        store = cls(parsed.render_as_string(hide_password=False))
+        try:
+            with store.engine.connect() as conn:
+                if s.current_version(conn) == s.SCHEMA_VERSION:
+                    return store
+        except (SQLAlchemyError, OSError, ImportError) as exc:
+            log.debug("No database to share Kling's answers through (%s)", type(exc).__name__)
+        store.close()
+        return None
 
     def close(self) -> None:
         self.engine.dispose()

@@ -20,9 +20,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 
 # Kling asks for QPS <= 1; the margin covers clocks of replicas on different machines.
 MIN_GAP = timedelta(seconds=1.05)
+# A one-off caller (doctor) waits at most this long for another process's turn: a whole turn.
+ONE_OFF_WAIT_S = 40.0
+_T = TypeVar("_T")
 
 
 def holder_id() -> str:
@@ -122,6 +127,22 @@ class StoredKlingCalls:
                 )
         except SQLAlchemyError as exc:
             self._database_failed(exc)
+
+    def in_turn(self, account: str, call: Callable[[], _T], *, turn: timedelta = timedelta(seconds=40)) -> _T:
+        """Run one Kling call as this account's turn (a second after the last request, never
+        beside another process's call), for one-off callers such as `doctor`. Past a whole
+        turn of waiting it calls anyway: the client's own retries handle a refusal."""
+        holder = holder_id()
+        give_up = time.monotonic() + ONE_OFF_WAIT_S
+        while (start := self.take_turn(account, holder, datetime.now(UTC), turn)) is None:
+            if time.monotonic() > give_up:
+                return call()
+            time.sleep(0.2)
+        try:
+            time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()))
+            return call()
+        finally:
+            self.end_turn(account, holder, datetime.now(UTC), called=True)
 
     def _database_failed(self, exc: SQLAlchemyError) -> None:
         # Said once per outage, not on every command.
