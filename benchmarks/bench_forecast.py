@@ -51,6 +51,26 @@ def make_packs(count: int) -> list[ResourcePack]:
     return packs
 
 
+def pack_state_rows(packs: list[ResourcePack], first_seen: datetime) -> list[dict[str, Any]]:
+    """The stored state of each pack, first seen at `first_seen` (shared with bench_metrics)."""
+    return [
+        {
+            "account": "default",
+            "pack_id": p.pack_id,
+            "name": p.name,
+            "status": str(p.status),
+            "remaining": p.remaining,
+            "total": p.total,
+            "invalid_time": to_ms(p.invalid_time) if p.invalid_time else None,
+            "first_seen": to_ms(first_seen),
+            "last_changed": to_ms(NOW),
+            "status_changed_at": to_ms(first_seen),
+            "identity": p.pack_id,
+        }
+        for p in packs
+    ]
+
+
 def fill(store: Store, packs: list[ResourcePack], every: timedelta) -> int:
     """A year of snapshots per pack, falling steadily to today's remaining quantity."""
     start = NOW - timedelta(days=365)
@@ -59,25 +79,7 @@ def fill(store: Store, packs: list[ResourcePack], every: timedelta) -> int:
     with store.transaction() as tx:
         tx.set_meta("baseline_at", str(to_ms(start)))
         batch: list[dict[str, Any]] = []
-        tx.conn.execute(
-            insert(schema.pack_state),
-            [
-                {
-                    "account": "default",
-                    "pack_id": p.pack_id,
-                    "name": p.name,
-                    "status": str(p.status),
-                    "remaining": p.remaining,
-                    "total": p.total,
-                    "invalid_time": to_ms(p.invalid_time) if p.invalid_time else None,
-                    "first_seen": to_ms(start),
-                    "last_changed": to_ms(NOW),
-                    "status_changed_at": to_ms(start),
-                    "identity": p.pack_id,
-                }
-                for p in packs
-            ],
-        )
+        tx.conn.execute(insert(schema.pack_state), pack_state_rows(packs, start))
         for pack in packs:
             previous = None
             for step in range(steps + 1):

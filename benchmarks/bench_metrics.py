@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from sqlalchemy import create_engine, event, insert, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from benchmarks.bench_forecast import pack_state_rows  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.domain.packs import PackStatus, ResourcePack  # noqa: E402
 from bot.ops.http import metrics_server  # noqa: E402
@@ -80,25 +81,7 @@ def fill(store: Store, packs: list[ResourcePack]) -> int:
         tx.store_answer("default", packs, NOW)
         tx.record_poll(NOW, ["default"])
         tx.set_meta("baseline_at", str(to_ms(start)))
-        tx.conn.execute(
-            insert(schema.pack_state),
-            [
-                {
-                    "account": "default",
-                    "pack_id": p.pack_id,
-                    "name": p.name,
-                    "status": str(p.status),
-                    "remaining": p.remaining,
-                    "total": p.total,
-                    "invalid_time": to_ms(p.invalid_time) if p.invalid_time else None,
-                    "first_seen": to_ms(start),
-                    "last_changed": to_ms(NOW),
-                    "status_changed_at": to_ms(start),
-                    "identity": p.pack_id,
-                }
-                for p in packs
-            ],
-        )
+        tx.conn.execute(insert(schema.pack_state), pack_state_rows(packs, start))
         for pack in packs:
             previous = None
             for step in range(steps + 1):
