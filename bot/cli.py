@@ -589,9 +589,11 @@ def _slack_identity(settings: Settings, stderr: TextIO) -> dict[str, object] | i
         from bot.notify import at_least_once_notice, scopes_of
 
         granted = scopes_of(answer.headers)
-        identity["_history_granted"] = at_least_once_notice(granted) is None
-        if (notice := at_least_once_notice(granted)) is not None:
-            log.warning(notice)
+        if granted is not None:
+            notice = at_least_once_notice(granted)
+            identity["_history_granted"] = notice is None
+            if notice is not None:
+                log.warning(notice)
     except SlackApiError as exc:
         error = exc.response.get("error", "unknown error")
         print(

@@ -115,6 +115,22 @@ def slack_fix(error: str, target: str, *, to_user: bool) -> str | None:
     return f"Slack refused the message ({code}): see the bot's logs"
 
 
+@dataclass
+class _Claim:
+    """One claim on a batch of rows: its token, when it was taken (monotonic), the pass's
+    report, and rows it could not settle in time (handed back)."""
+
+    token: str
+    claimed_at: float
+    report: DeliveryReport
+    unsettled: set[int] = field(default_factory=set)
+
+
+# Slack's own failures: the message may have been kept before the error, so the next try
+# looks for it before posting again.
+UNSURE_SLACK_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+
+
 class Notifier:
     def __init__(
         self,
@@ -148,62 +164,82 @@ class Notifier:
         started = self._clock.monotonic()
         done_rows = 0
         while done_rows < limit and self._clock.monotonic() - started < self._claim_s / 2:
+            # A token of this pass's own: every later write about these rows holds only while
+            # they are still this pass's (a scheduler's check and delivery jobs share a process).
+            claim = _Claim(uuid.uuid4().hex, self._clock.monotonic(), report)
             with self._store.transaction() as tx:
                 claimed = tx.claim_due(
-                    self._clock.now(), lease_ms=self._claim_s * 1000, limit=min(CLAIM_BATCH, limit - done_rows)
+                    self._clock.now(),
+                    lease_ms=self._claim_s * 1000,
+                    limit=min(CLAIM_BATCH, limit - done_rows),
+                    claimer=claim.token,
                 )
             if not claimed:
                 break
             done_rows += len(claimed)
-            self._deliver_claimed(claimed, report, claimed_at=self._clock.monotonic())
+            self._deliver_claimed(claimed, claim)
         return report
 
-    def _deliver_claimed(self, claimed: list[OutboxRow], report: DeliveryReport, *, claimed_at: float) -> None:
+    def _deliver_claimed(self, claimed: list[OutboxRow], claim: _Claim) -> None:
         messages: list[tuple[list[OutboxRow], dict[str, Any]]] = [([row], row.payload) for row in claimed]
         done = 0
         try:
-            unsettled = self._settle_earlier_attempts(self._skip_unwanted(claimed, report), report)
+            unsettled = self._settle_earlier_attempts(self._skip_unwanted(claimed, claim.report), claim)
             messages = self._messages(unsettled)
             for rows_in_message, payload in messages:
-                # A message takes at most two Slack calls (opening a DM, the post): one started
-                # later could still be under way when the claim lapses.
-                if self._clock.monotonic() - claimed_at > self._claim_s - 2 * SLACK_TIMEOUT_S:
+                if not self._time_left(claim):
                     log.warning("Delivery pass ran long; the rest is handed back for the next pass")
                     break
-                self._send(rows_in_message, payload, report)
+                self._send(rows_in_message, payload, claim)
                 done += 1
         finally:
             # Whatever was not tried (a long pass, or an error that escaped) goes back at once
             # instead of staying claimed until the lease lapses.
             left = [row.id for group, _ in messages[done:] for row in group]
-            if left:
+            left_ids = set(left) | {row.id for row in claimed if row.id in claim.unsettled}
+            if left_ids:
                 with self._store.transaction() as tx:
-                    tx.release(left)
+                    tx.release(sorted(left_ids), claimer=claim.token)
 
-    def _send(self, rows: list[OutboxRow], payload: dict[str, Any], report: DeliveryReport) -> None:
+    def _time_left(self, claim: _Claim) -> bool:
+        """Time for one more step under this claim: a message takes at most two Slack calls
+        (opening a DM, the post), and one started later could end after the claim lapsed."""
+        return self._clock.monotonic() - claim.claimed_at <= self._claim_s - 2 * SLACK_TIMEOUT_S
+
+    def _send(self, rows: list[OutboxRow], payload: dict[str, Any], claim: _Claim) -> None:
         attempt = uuid.uuid4().hex
         ids = [row.id for row in rows]
         try:
             channel = self._channel(rows[0])
             with self._store.transaction() as tx:
-                tx.begin_posting(ids, attempt, self._clock.now())
+                # Renews the claim for the post, or finds the rows taken over meanwhile.
+                still_mine = tx.begin_posting(
+                    ids, attempt, self._clock.now(), claimer=claim.token, lease_ms=self._claim_s * 1000
+                )
+            if not still_mine:
+                log.warning(
+                    "%s was taken over by another process before it was posted here; not posted here", rows[0].key
+                )
+                return
             ts = self._post(channel, payload, attempt)
         except SlackApiError as exc:
-            # Slack answered, so nothing was posted by this attempt.
             status = exc.response.status_code
             code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-            self._failed(rows, f"Slack: {code or status}", _retry_after(exc), report)
+            # An error answer means nothing was posted, except Slack's own failures (5xx,
+            # internal_error, …), which can come after it kept the message: looked for first.
+            unsure = status >= 500 or code in UNSURE_SLACK_ERRORS
+            self._failed(rows, f"Slack: {code or status}", _retry_after(exc), claim, maybe_posted=unsure)
         except (TimeoutError, URLError, OSError, HTTPException) as exc:
             # HTTPException covers an answer cut off mid-body (IncompleteRead): transient. The
             # post may have reached Slack, so the next try looks for it first.
-            self._failed(rows, f"network: {type(exc).__name__}", 0.0, report, maybe_posted=True)
+            self._failed(rows, f"network: {type(exc).__name__}", 0.0, claim, maybe_posted=True)
         except Exception as exc:  # a bug must not stop the pass nor leave rows claimed
             log.exception("Unexpected error sending %s", rows[0].key)
-            self._failed(rows, f"unexpected: {type(exc).__name__}", 0.0, report, maybe_posted=True)
+            self._failed(rows, f"unexpected: {type(exc).__name__}", 0.0, claim, maybe_posted=True)
         else:
             with self._store.transaction() as tx:
                 tx.mark_sent(ids, self._clock.now(), ts)
-            report.sent.extend(row.key for row in rows)
+            claim.report.sent.extend(row.key for row in rows)
 
     def _give_up_overdue(self, report: DeliveryReport) -> None:
         now = self._clock.now()
@@ -213,21 +249,24 @@ class Notifier:
         for row in rows:
             error = row["last_error"] or "never delivered"
             fix = slack_fix(error, row["target"], to_user=row["target_is_user"]) if row["last_error"] else None
+            maybe = " (its last attempt may have reached Slack: its answer was lost)" if row["posting"] else ""
             log.error(
-                "Gave up %s to %s after %d days owed (%s)%s; it is kept in the outbox and no longer retried",
+                "Gave up %s to %s after %d days owed (%s)%s%s; it is kept in the outbox and no longer retried",
                 row["key"],
                 row["target"],
                 days,
                 error,
                 f": {fix}" if fix else "",
+                maybe,
             )
             report.given_up[row["key"]] = error
 
     # -- exactly once through a crash ---------------------------------------------------------
 
-    def _settle_earlier_attempts(self, rows: list[OutboxRow], report: DeliveryReport) -> list[OutboxRow]:
+    def _settle_earlier_attempts(self, rows: list[OutboxRow], claim: _Claim) -> list[OutboxRow]:
         """Rows whose earlier attempt may have reached Slack: marked sent if its message is in
-        the channel's history, else (known not posted) sent again. Returns the rows to send."""
+        the channel's history, else (known not posted) sent again. Returns the rows to send;
+        rows it could not settle now are put back, still marked, for a later pass."""
         earlier: dict[str, list[OutboxRow]] = {}
         for row in rows:
             if row.posting:
@@ -236,48 +275,53 @@ class Notifier:
             return rows
         settled: set[int] = set()
         for attempt, group in earlier.items():
-            outcome = self._find_attempt(group, attempt, report)
+            ids = [row.id for row in group]
+            if not self._time_left(claim):
+                claim.unsettled.update(ids)
+                settled.update(ids)
+                continue
+            outcome = self._find_attempt(group, attempt, claim)
             if outcome is None:  # could not tell now: the rows stay owed (and marked) for later
-                settled.update(row.id for row in group)
+                settled.update(ids)
                 continue
             found, ts = outcome
-            ids = [row.id for row in group]
             with self._store.transaction() as tx:
                 if found:
                     tx.mark_sent(ids, self._clock.now(), ts)
                 else:
-                    tx.clear_posting(ids)
+                    tx.clear_posting(ids, claimer=claim.token)
             if found:
                 settled.update(ids)
                 for row in group:
                     log.info(
                         "%s was posted by an earlier attempt (found in the channel's history); not sent again", row.key
                     )
-                    report.sent.append(row.key)
-                    report.recovered[row.key] = ts or ""
+                    claim.report.sent.append(row.key)
+                    claim.report.recovered[row.key] = ts or ""
         return [row for row in rows if row.id not in settled]
 
-    def _find_attempt(
-        self, group: list[OutboxRow], attempt: str, report: DeliveryReport
-    ) -> tuple[bool, str | None] | None:
-        """(found, ts) for the message carrying `attempt`, (False, None) when it cannot be
-        looked for (no history scopes: at-least-once), or None when Slack could not be asked
-        now (the rows are put back, still marked, for a later pass)."""
+    def _find_attempt(self, group: list[OutboxRow], attempt: str, claim: _Claim) -> tuple[bool, str | None] | None:
+        """(found, ts) for the message carrying `attempt`; (False, None) when it cannot be
+        looked for and is sent again (at-least-once, said in the log); None when Slack could
+        not be asked now (the rows are put back, still marked, for a later pass)."""
         row = group[0]
         if not self._may_read_history():
-            log.warning(
-                "%s may already have been posted (its process stopped mid-post), but without the history scopes "
-                "the bot cannot check: sending it again (at-least-once)",
-                row.key,
-            )
-            return False, None
+            return self._resend(row, "without the history scopes the bot cannot look for it")
+        began = (row.posting_at or self._clock.now()).timestamp()
         try:
             channel = self._channel(row)
-            oldest = (row.posting_at or self._clock.now()).timestamp() - HISTORY_SLACK_S
             cursor = None
             for _ in range(HISTORY_PAGES):
+                # Only the stretch in which that post can have landed: its claim, and a margin
+                # for clocks (Slack's ts against this machine's).
                 page = self._client.conversations_history(
-                    channel=channel, oldest=f"{oldest:.6f}", include_all_metadata=True, limit=200, cursor=cursor
+                    channel=channel,
+                    oldest=f"{began - HISTORY_SLACK_S:.6f}",
+                    latest=f"{began + self._claim_s + HISTORY_SLACK_S:.6f}",
+                    inclusive=True,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
                 )
                 for message in page.get("messages") or []:
                     meta = message.get("metadata") or {}
@@ -289,25 +333,36 @@ class Notifier:
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
                 if not page.get("has_more") or not cursor:
                     return False, None
-            # Older than a few pages of a busy channel: looked far enough back.
-            return False, None
+            return self._resend(row, f"the channel had more than {HISTORY_PAGES * 200} messages around it")
         except SlackApiError as exc:
             code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+            status = exc.response.status_code
             if code == "missing_scope":
                 self._history_granted = False
-                log.warning(
-                    "Slack refused to show the channel's history (missing_scope): %s is sent again (at-least-once). "
-                    "Reinstall the app with the scopes in manifest.yml for exactly once.",
-                    row.key,
-                )
-                return False, None
-            self._failed(
-                group, f"Slack: {code or exc.response.status_code}", _retry_after(exc), report, maybe_posted=True
+                return self._resend(row, "Slack refused to show the history (missing_scope)")
+            if status == 429 or status >= 500 or code in TRANSIENT_SLACK_ERRORS:
+                self._failed(group, f"Slack: {code or status}", _retry_after(exc), claim, maybe_posted=True)
+                return None
+            # not_in_channel (a public channel posted to without joining), …: it cannot be
+            # looked for until someone acts, and waiting forever would lose it.
+            fix = (
+                " (invite the bot to the channel with /invite @Kling Balance for exactly once)"
+                if (code == "not_in_channel")
+                else ""
             )
-            return None
+            return self._resend(row, f"Slack refused to show the history ({code or status}){fix}")
         except (TimeoutError, URLError, OSError, HTTPException) as exc:
-            self._failed(group, f"network: {type(exc).__name__}", 0.0, report, maybe_posted=True)
+            self._failed(group, f"network: {type(exc).__name__}", 0.0, claim, maybe_posted=True)
             return None
+
+    def _resend(self, row: OutboxRow, why: str) -> tuple[bool, str | None]:
+        log.warning(
+            "%s may already have been posted (its earlier attempt's answer was lost), but %s: sending it again "
+            "(at-least-once)",
+            row.key,
+            why,
+        )
+        return False, None
 
     def _may_read_history(self) -> bool:
         if self._history_granted is None:
@@ -315,6 +370,8 @@ class Notifier:
                 granted = granted_scopes(self._client)
             except (SlackApiError, TimeoutError, URLError, OSError, HTTPException):
                 return True  # try the lookup itself: it says missing_scope if so
+            if granted is None:
+                return True
             self._history_granted = granted >= HISTORY_SCOPES
         return self._history_granted
 
@@ -398,7 +455,7 @@ class Notifier:
         rows: list[OutboxRow],
         error: str,
         retry_after_s: float,
-        report: DeliveryReport,
+        claim: _Claim,
         *,
         maybe_posted: bool = False,
     ) -> None:
@@ -416,11 +473,11 @@ class Notifier:
         else:
             log.info("Still cannot send %s (%s); next try in %.0f s", keys, error, delay)
         with self._store.transaction() as tx:
-            tx.mark_failed([row.id for row in rows], error, retry_at, maybe_posted=maybe_posted)
+            tx.mark_failed([row.id for row in rows], error, retry_at, maybe_posted=maybe_posted, claimer=claim.token)
         for row in rows:
-            report.failed[row.key] = error
+            claim.report.failed[row.key] = error
             if fix is not None:
-                report.needs_fix[row.key] = fix
+                claim.report.needs_fix[row.key] = fix
 
 
 def _retry_after(exc: SlackApiError) -> float:
@@ -442,17 +499,19 @@ def notifier_client(settings: Settings) -> WebClient:
     )
 
 
-def granted_scopes(client: WebClient) -> frozenset[str]:
+def granted_scopes(client: WebClient) -> frozenset[str] | None:
     """The bot token's scopes, as Slack reports them on every answer (x-oauth-scopes)."""
     return scopes_of(client.auth_test().headers)
 
 
-def scopes_of(headers: Any) -> frozenset[str]:
+def scopes_of(headers: Any) -> frozenset[str] | None:
+    """The scopes in an answer's x-oauth-scopes header; None when it has none (a proxy in
+    SLACK_API_URL may drop it): then nothing is known, and the lookup is simply tried."""
     for name, value in (headers or {}).items():
         if name.lower() == "x-oauth-scopes":
             text = value if isinstance(value, str) else ",".join(value)
             return frozenset(s.strip() for s in text.split(",") if s.strip())
-    return frozenset()
+    return None
 
 
 def at_least_once_notice(granted: frozenset[str]) -> str | None:

@@ -182,3 +182,32 @@ def test_a_message_being_sent_is_not_given_up_under_its_sender(world: World) -> 
         tx.claim_due(world.clock.now(), lease_ms=10 * 86_400_000, limit=10)
         tx.conn.execute(update(schema.outbox).values(created_at=to_ms(world.clock.now() - timedelta(days=8))))
     assert world.jobs.deliver().given_up == {}
+
+
+def test_a_slack_internal_error_after_it_kept_the_post_is_looked_up_not_reposted(world: World) -> None:
+    """Slack answers 500 internal_error though it kept the post: the retry finds it instead of posting again."""
+    owe(world, "note:1", "hello")
+    world.slack.fail("chat.postMessage", status=500, error="internal_error", accepted=True)
+    assert world.jobs.deliver().failed == {"note:1": "Slack: internal_error"}
+    world.clock.advance(120)
+    assert world.jobs.deliver().recovered
+    assert kept(world, DIGEST) == ["hello"]
+
+
+def test_a_lapsed_claim_cannot_post_nor_undo_the_process_that_took_the_rows(world: World) -> None:
+    """Once another process claimed the rows, the first one's begin_posting and release do nothing."""
+    owe(world, "note:1", "hello")
+    store = store_of(world)
+    now = world.clock.now()
+    with store.transaction() as tx:
+        [row] = tx.claim_due(now, lease_ms=1_000, limit=10, claimer="slow")
+    later = now + timedelta(seconds=2)
+    with store.transaction() as tx:
+        assert [r.id for r in tx.claim_due(later, lease_ms=60_000, limit=10, claimer="next")] == [row.id]
+        assert not tx.begin_posting([row.id], "x" * 32, later, claimer="slow", lease_ms=60_000)
+        tx.release([row.id], claimer="slow")
+        tx.mark_failed([row.id], "network: TimeoutError", later, claimer="slow")
+        assert tx.claim_due(later, lease_ms=60_000, limit=10, claimer="third") == []
+        assert tx.begin_posting([row.id], "y" * 32, later, claimer="next", lease_ms=60_000)
+        status = tx.outbox_status("note:1")
+    assert status is not None and status["attempts"] == 0 and status["last_error"] is None

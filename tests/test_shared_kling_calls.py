@@ -15,7 +15,7 @@ import pytest
 
 from bot.domain.packs import PackStatus, ResourcePack
 from bot.kling.cache import TURN, PackCache
-from bot.kling.errors import KlingBusyError, UnavailableError
+from bot.kling.errors import KlingBusyError, KlingError, UnavailableError
 from bot.store.db import Store
 from bot.store.kling_calls import MIN_GAP, StoredKlingCalls
 from tests.fake_clock import FakeClock
@@ -140,8 +140,11 @@ def test_a_failed_call_frees_the_turn_and_others_get_the_last_answer_marked_stal
     answer = web.get(wait_s=None)
     assert answer.stale and answer.packs == (pack(),)
     clock.advance(2)
+    before = clock.monotonic()
     process(store, kling, clock, name="cron").get(refresh=True, wait_s=None)
-    assert len(kling.calls) == 3  # the failed holder gave the turn back
+    assert len(kling.calls) == 3
+    # The failed holder gave the turn back: nobody waited for it to lapse.
+    assert clock.monotonic() - before < TURN.total_seconds() / 4
 
 
 def test_the_database_failing_leaves_each_process_asking_alone(
@@ -159,6 +162,43 @@ def test_the_database_failing_leaves_each_process_asking_alone(
     assert len(kling.calls) == 2
     assert caplog.text.count("asking Kling from this process alone") == 1
     broken.close()
+
+
+def test_a_failure_is_shared_with_the_processes_that_waited_for_it(store: Store) -> None:
+    """Kling failing for the holder: a process asking just after gets that failure, not another call."""
+    clock = FakeClock()
+    kling = Kling(clock)
+    kling.fail = True
+    with pytest.raises(UnavailableError):
+        process(store, kling, clock, name="worker").get(wait_s=None)
+    clock.advance(1)
+    with pytest.raises(KlingError) as raised:
+        process(store, kling, clock, name="cron").get(wait_s=None)
+    assert len(kling.calls) == 1
+    assert "maintenance" in str(raised.value) and "Kling" in raised.value.public_message
+    # After FAILURE_REUSE_S a poll asks again; a person's refresh asks at once.
+    clock.advance(2)
+    with pytest.raises(KlingError):
+        process(store, kling, clock, name="web").get(refresh=True, wait_s=None)
+    assert len(kling.calls) == 2
+
+
+def test_an_older_answer_never_replaces_a_newer_one(store: Store) -> None:
+    """A slow process storing its answer after a newer one was stored leaves the newer one."""
+    clock = FakeClock()
+    with store.transaction() as tx:
+        tx.store_answer("default", [pack(5)], clock.now())
+        tx.store_answer("default", [pack(9)], clock.now() - timedelta(seconds=30))
+    answer = StoredKlingCalls(store).answer("default")
+    assert answer is not None and answer[1] == [pack(5)]
+
+
+def test_a_turn_stamped_by_a_clock_far_ahead_does_not_block(store: Store) -> None:
+    """A turn whose end lies further ahead than a whole turn (another machine's clock) counts as lapsed."""
+    clock = FakeClock()
+    shared = StoredKlingCalls(store)
+    assert shared.take_turn("default", "ahead", clock.now() + timedelta(hours=1), TURN) is not None
+    assert shared.take_turn("default", "here", clock.now(), TURN) is not None
 
 
 def test_turns_are_per_account(store: Store) -> None:

@@ -31,6 +31,7 @@ from cachetools import TTLCache
 
 from bot.clock import Clock
 from bot.domain.packs import ResourcePack
+from bot.kling import errors as kling_errors
 from bot.kling.errors import KlingBusyError, KlingError
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,34 @@ def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
+@dataclass(frozen=True)
+class SharedState:
+    """What the database says of an account's calls: when its last answer was fetched, and
+    the last failure with no answer since (when, and the error, rebuilt)."""
+
+    fetched_at: datetime | None
+    failed_at: datetime | None = None
+    # The failure as its process described it, and its class's name in bot.kling.errors.
+    failure: str | None = None
+    failure_kind: str | None = None
+
+    @property
+    def error(self) -> KlingError | None:
+        """The failure rebuilt, with its class's advice and public message."""
+        if self.failure is None:
+            return None
+        kind = getattr(kling_errors, self.failure_kind or "", None)
+        error = KlingError(self.failure)
+        if isinstance(kind, type) and issubclass(kind, KlingError):
+            error.advice = kind.advice
+            error.public_message = kind.public_message
+        return error
+
+
 class SharedAnswers(Protocol):
     """Kling's answers and the turn to ask it, shared between processes (bot.store.kling_calls)."""
 
-    def fetched_at(self, account: str) -> datetime | None: ...
+    def latest(self, account: str) -> SharedState | None: ...
 
     def answer(self, account: str) -> tuple[datetime, list[ResourcePack]] | None: ...
 
@@ -73,6 +98,7 @@ class SharedAnswers(Protocol):
         called: bool,
         packs: Sequence[ResourcePack] | None = None,
         fetched_at: datetime | None = None,
+        failure: KlingError | None = None,
     ) -> None: ...
 
 
@@ -142,21 +168,24 @@ class PackCache:
                 cached = self._fresh.get(_KEY)
                 if cached is not None:
                     return cached
-                if self._last_failure is not None and self._last_failure[0] >= asked - FAILURE_REUSE_S:
-                    return self._stale_or_raise(self._last_failure[1])
             if self._shared is not None:
+                # Another process may have an answer newer than this process's failure.
                 left = None if wait_s is None else wait_s - (self._clock.monotonic() - asked)
-                return self._get_shared(asked_at, left, refresh=refresh)
+                return self._get_shared(asked, asked_at, left, refresh=refresh)
+            if not refresh and self._last_failure is not None and self._last_failure[0] >= asked - FAILURE_REUSE_S:
+                return self._stale_or_raise(self._last_failure[1])
             return self._fetch_locked()
         finally:
             self._lock.release()
 
     # -- across processes -------------------------------------------------------------------
 
-    def _get_shared(self, asked_at: datetime, wait_s: float | None, *, refresh: bool) -> Snapshot:
+    def _get_shared(self, asked: float, asked_at: datetime, wait_s: float | None, *, refresh: bool) -> Snapshot:
         """The answer another process fetched within the TTL (or since this caller asked), or
-        this process's own fetch once it holds the turn; past `wait_s`, what a caller that
-        stopped waiting gets."""
+        this process's own fetch once it holds the turn; a failure another process met since
+        this caller asked (or, but for a refresh, within FAILURE_REUSE_S) is shared too, so a
+        failing Kling is not asked again by each waiting process. Past `wait_s`, what a caller
+        that stopped waiting gets."""
         assert self._shared is not None
         started = self._clock.monotonic()
         waited_on_other = False
@@ -164,15 +193,14 @@ class PackCache:
             found = self._shared_fresh(asked_at, refresh=refresh)
             if found is not None:
                 return found
+            failure = self._shared_failure(asked_at, refresh=refresh)
+            if failure is not None:
+                return self._stale_or_raise(failure)
+            if not refresh and self._last_failure is not None and self._last_failure[0] >= asked - FAILURE_REUSE_S:
+                return self._stale_or_raise(self._last_failure[1])
             start_at = self._shared.take_turn(self._account, self._holder, self._clock.now(), TURN)
             if start_at is not None:
-                # An answer may have been stored between the look above and taking the turn
-                # (the holder stores it and gives the turn back in one transaction): look again.
-                found = self._shared_fresh(asked_at, refresh=refresh)
-                if found is not None:
-                    self._shared.end_turn(self._account, self._holder, self._clock.now(), called=False)
-                    return found
-                return self._fetch_in_turn(start_at)
+                return self._in_turn(start_at, asked_at, refresh=refresh)
             if not waited_on_other:
                 waited_on_other = True
                 log.debug("Another process is asking Kling for account %s; waiting for its answer", self._account)
@@ -184,9 +212,10 @@ class PackCache:
         """The stored answer if it counts as fresh: fetched since this caller asked, or (but
         for a refresh) within the TTL. Parsed only when it is not the one this process holds."""
         assert self._shared is not None
-        fetched_at = self._shared.fetched_at(self._account)
-        if fetched_at is None:
+        state = self._shared.latest(self._account)
+        if state is None or state.fetched_at is None:
             return None
+        fetched_at = state.fetched_at
         now = self._clock.now()
         # The database keeps milliseconds: compare at that precision, or an answer fetched in
         # the very millisecond a caller asked would count as older than the question.
@@ -202,24 +231,50 @@ class PackCache:
         self._adopt(snapshot, age_s=(now - snapshot.fetched_at).total_seconds())
         return snapshot
 
-    def _fetch_in_turn(self, start_at: datetime) -> Snapshot:
+    def _shared_failure(self, asked_at: datetime, *, refresh: bool) -> KlingError | None:
+        """The failure another process met, with no answer since, if it counts for this caller."""
+        assert self._shared is not None
+        state = self._shared.latest(self._account)
+        if state is None or state.failed_at is None or state.error is None:
+            return None
+        if state.fetched_at is not None and state.fetched_at >= state.failed_at:
+            return None
+        age_s = (self._clock.now() - state.failed_at).total_seconds()
+        if _ms(state.failed_at) >= _ms(asked_at) or (not refresh and age_s < FAILURE_REUSE_S):
+            return state.error
+        return None
+
+    def _in_turn(self, start_at: datetime, asked_at: datetime, *, refresh: bool) -> Snapshot:
+        """Ask Kling as this account's turn, which is given back whatever happens (and the
+        answer or the failure stored for every process with it)."""
         assert self._shared is not None
         called = False
-        snapshot: Snapshot | None = None
+        answer: Snapshot | None = None
+        failure: KlingError | None = None
         try:
+            # An answer may have been stored between the look before taking the turn and
+            # taking it (the holder stores it and gives the turn back in one transaction).
+            found = self._shared_fresh(asked_at, refresh=refresh)
+            if found is not None:
+                return found
             # A second after the last request to this account, whichever process made it.
             self._clock.sleep((start_at - self._clock.now()).total_seconds())
             called = True
-            return (snapshot := self._fetch_locked())
+            try:
+                answer = self._fetch_and_keep()
+            except KlingError as exc:
+                failure = exc
+                return self._stale_or_raise(exc)
+            return answer
         finally:
-            fresh = snapshot is not None and not snapshot.stale
             self._shared.end_turn(
                 self._account,
                 self._holder,
                 self._clock.now(),
                 called=called,
-                packs=snapshot.packs if fresh and snapshot else None,
-                fetched_at=snapshot.fetched_at if fresh and snapshot else None,
+                packs=answer.packs if answer is not None else None,
+                fetched_at=answer.fetched_at if answer is not None else None,
+                failure=failure,
             )
 
     def _adopt(self, snapshot: Snapshot, *, age_s: float) -> None:
@@ -249,6 +304,13 @@ class PackCache:
 
     def _fetch_locked(self) -> Snapshot:
         try:
+            return self._fetch_and_keep()
+        except KlingError as exc:
+            return self._stale_or_raise(exc)
+
+    def _fetch_and_keep(self) -> Snapshot:
+        """Ask Kling and keep the answer, or remember the failure and raise it."""
+        try:
             packs = self._fetch()
         except KlingError as exc:
             self._last_failure = (self._clock.monotonic(), exc)
@@ -258,7 +320,7 @@ class PackCache:
                 # The caller gets the error and reports it (the CLI prints it, the scheduler
                 # and listeners log it); saying it here too would say it twice.
                 log.debug("Kling balance refresh failed: %s", exc.describe())
-            return self._stale_or_raise(exc)
+            raise
         snapshot = Snapshot(packs=tuple(packs), fetched_at=self._clock.now())
         self._fresh[_KEY] = snapshot
         self._last_good = snapshot

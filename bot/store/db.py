@@ -507,8 +507,15 @@ class Tx:
     def store_answer(self, account: str, packs: Sequence[ResourcePack], fetched_at: datetime) -> None:
         """Keep an account's fresh answer for the other processes (the newest wins)."""
         answer = json.dumps([pack_to_dict(p) for p in packs], ensure_ascii=False)
-        self._upsert_many(
-            s.kling_calls, [{"account": account, "answer": answer, "fetched_at": to_ms(fetched_at)}], ["account"]
+        c = s.kling_calls.c
+        stmt = self._dialect_insert(s.kling_calls).values(account=account, answer=answer, fetched_at=to_ms(fetched_at))
+        # A slow process whose turn lapsed must not put an older answer over a newer one.
+        self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["account"],
+                set_={"answer": stmt.excluded.answer, "fetched_at": stmt.excluded.fetched_at},
+                where=or_(c.fetched_at.is_(None), c.fetched_at < stmt.excluded.fetched_at),
+            )
         )
 
     # -- mutes ------------------------------------------------------------------------------
@@ -553,7 +560,7 @@ class Tx:
         }
         return self._insert_ignore(s.outbox, row, ["key"])
 
-    def claim_due(self, now: datetime, *, lease_ms: int, limit: int) -> list[OutboxRow]:
+    def claim_due(self, now: datetime, *, lease_ms: int, limit: int, claimer: str = "") -> list[OutboxRow]:
         """Take up to `limit` due notifications for this process, for `lease_ms`.
 
         A row claimed by another process (a replica) and not yet released is skipped; a
@@ -580,7 +587,7 @@ class Tx:
         claimed = self.conn.execute(
             update(s.outbox)
             .where(s.outbox.c.id.in_(candidates), due)
-            .values(claimed_until=now_ms + lease_ms)
+            .values(claimed_until=now_ms + lease_ms, claimed_by=claimer or None)
             .returning(*s.outbox.c)
         ).mappings()
         rows = sorted(claimed, key=lambda r: (r["next_attempt_at"], r["id"]))
@@ -600,19 +607,46 @@ class Tx:
             for r in rows
         ]
 
-    def begin_posting(self, row_ids: Sequence[int], attempt: str, now: datetime) -> None:
+    def begin_posting(
+        self, row_ids: Sequence[int], attempt: str, now: datetime, *, claimer: str = "", lease_ms: int = 0
+    ) -> bool:
         """Record, before the post, that these rows are being posted as the message carrying
         `attempt` in its metadata: if the process dies before Slack's answer is recorded, the
-        next one to claim them looks for that message before posting again."""
-        self.conn.execute(
-            update(s.outbox).where(s.outbox.c.id.in_(list(row_ids))).values(posting=attempt, posting_at=to_ms(now))
-        )
+        next one to claim them looks for that message before posting again.
 
-    def clear_posting(self, row_ids: Sequence[int]) -> None:
+        With `claimer`, only while its claim holds, which is renewed for `lease_ms` so the post
+        ends inside it; False (nothing recorded) when any row is no longer this claimer's."""
+        o = s.outbox.c
+        now_ms = to_ms(now)
+        ids = list(row_ids)
+        values: dict[str, Any] = {"posting": attempt, "posting_at": now_ms}
+        query = update(s.outbox).where(o.id.in_(ids))
+        if claimer:
+            query = query.where(o.claimed_by == claimer, o.claimed_until >= now_ms, o.sent_at.is_(None))
+            values["claimed_until"] = now_ms + lease_ms
+        done = len(self.conn.execute(query.values(values).returning(o.id)).all())
+        if done == len(ids):
+            return True
+        if done:
+            # Some rows were taken by another process: give back what was marked here.
+            self.conn.execute(
+                update(s.outbox).where(o.id.in_(ids), o.posting == attempt).values(posting=None, posting_at=None)
+            )
+        return False
+
+    def clear_posting(self, row_ids: Sequence[int], *, claimer: str = "") -> None:
         """The earlier attempt is known not to have reached Slack."""
         self.conn.execute(
-            update(s.outbox).where(s.outbox.c.id.in_(list(row_ids))).values(posting=None, posting_at=None)
+            self._mine(update(s.outbox).where(s.outbox.c.id.in_(list(row_ids))), claimer).values(
+                posting=None, posting_at=None
+            )
         )
+
+    @staticmethod
+    def _mine(query: Any, claimer: str) -> Any:
+        """Only rows still claimed by `claimer` (when given): a process whose claim lapsed
+        must not undo what the process that took the rows over has done."""
+        return query.where(s.outbox.c.claimed_by == claimer) if claimer else query
 
     def give_up_overdue(self, now: datetime, owed_since: datetime) -> list[dict[str, Any]]:
         """Mark messages owed since before `owed_since` (and not being sent now) as given up;
@@ -628,7 +662,7 @@ class Tx:
                 or_(o.claimed_until.is_(None), o.claimed_until < now_ms),
             )
             .values(given_up_at=now_ms, claimed_until=None)
-            .returning(o.key, o.target, o.target_is_user, o.last_error)
+            .returning(o.key, o.target, o.target_is_user, o.last_error, o.posting)
         ).mappings()
         return [dict(r) for r in rows]
 
@@ -643,15 +677,21 @@ class Tx:
             for r in self.conn.execute(query.order_by(o.given_up_at)).mappings()
         ]
 
-    def release(self, row_ids: Sequence[int]) -> None:
+    def release(self, row_ids: Sequence[int], *, claimer: str = "") -> None:
         """Give claimed rows back unsent and untried, for the next pass (of any process)."""
-        self.conn.execute(update(s.outbox).where(s.outbox.c.id.in_(list(row_ids))).values(claimed_until=None))
+        self.conn.execute(
+            self._mine(update(s.outbox).where(s.outbox.c.id.in_(list(row_ids))), claimer).values(
+                claimed_until=None, claimed_by=None
+            )
+        )
 
     def mark_sent(self, row_ids: Sequence[int], now: datetime, slack_ts: str | None) -> None:
+        """Sent (whoever holds the rows now: a message that went out is sent, full stop)."""
         self.conn.execute(
             update(s.outbox)
             .where(s.outbox.c.id.in_(list(row_ids)))
             .values(
+                claimed_by=None,
                 sent_at=to_ms(now),
                 slack_ts=slack_ts,
                 claimed_until=None,
@@ -663,19 +703,26 @@ class Tx:
         )
 
     def mark_failed(
-        self, row_ids: Sequence[int], error: str, retry_at: datetime, *, maybe_posted: bool = False
+        self,
+        row_ids: Sequence[int],
+        error: str,
+        retry_at: datetime,
+        *,
+        maybe_posted: bool = False,
+        claimer: str = "",
     ) -> None:
         """Owed again from `retry_at`. `maybe_posted`: the attempt may have reached Slack (the
         answer was lost), so its id stays for the next try to look for."""
         values: dict[str, Any] = {
             "next_attempt_at": to_ms(retry_at),
             "claimed_until": None,
+            "claimed_by": None,
             "attempts": s.outbox.c.attempts + 1,
             "last_error": error[:1000],
         }
         if not maybe_posted:
             values.update(posting=None, posting_at=None)
-        self.conn.execute(update(s.outbox).where(s.outbox.c.id.in_(list(row_ids))).values(values))
+        self.conn.execute(self._mine(update(s.outbox).where(s.outbox.c.id.in_(list(row_ids))), claimer).values(values))
 
     def mark_skipped(self, row_ids: Sequence[int], now: datetime, reason: str) -> None:
         """Done without sending, on purpose; kept (with the reason) like a sent row."""

@@ -30,6 +30,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.domain.packs import ResourcePack
+from bot.kling.cache import SharedState
+from bot.kling.errors import KlingError
 from bot.store import schema as s
 from bot.store.db import Store, from_ms, to_ms
 
@@ -48,26 +50,31 @@ def holder_id() -> str:
 
 
 class StoredKlingCalls:
-    """The store side of `bot.kling.cache.SharedAnswers`."""
+    """The store side of `bot.kling.cache.SharedAnswers` (so the store implements what the
+    Kling layer asks for, and the Kling layer never imports the store)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._degraded = False
 
-    def fetched_at(self, account: str) -> datetime | None:
-        """When the stored answer was fetched (None: no answer yet)."""
+    def latest(self, account: str) -> SharedState | None:
+        """When the stored answer was fetched, and the last failure with no answer since."""
+        c = s.kling_calls.c
         try:
             with self._store.reading() as tx:
-                value = tx.conn.execute(
-                    select(s.kling_calls.c.fetched_at).where(
-                        s.kling_calls.c.account == account, s.kling_calls.c.answer.is_not(None)
+                row = tx.conn.execute(
+                    select(c.fetched_at, c.answer.is_not(None), c.failed_at, c.failure, c.failure_kind).where(
+                        c.account == account
                     )
-                ).scalar()
+                ).first()
         except SQLAlchemyError as exc:
             self._database_failed(exc)
             return None
         self._recovered()
-        return from_ms(value)
+        if row is None:
+            return None
+        fetched_at, has_answer, failed_at, failure, kind = row
+        return SharedState(from_ms(fetched_at) if has_answer else None, from_ms(failed_at), failure, kind)
 
     def answer(self, account: str) -> tuple[datetime, list[ResourcePack]] | None:
         """The stored answer (any age), or None."""
@@ -76,7 +83,10 @@ class StoredKlingCalls:
                 return tx.latest_answers(account).get(account)
         except SQLAlchemyError as exc:
             self._database_failed(exc)
-            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            # An answer this version cannot read (written by another one, or damaged): as none.
+            log.warning("The stored Kling answer for account %s could not be read (%s)", account, type(exc).__name__)
+        return None
 
     def take_turn(self, account: str, holder: str, now: datetime, turn: timedelta) -> datetime | None:
         """Become the one process asking Kling for `account` until `now + turn`. Returns when
@@ -84,13 +94,23 @@ class StoredKlingCalls:
         another process holds the turn."""
         c = s.kling_calls.c
         now_ms = to_ms(now)
+        turn_ms = int(turn.total_seconds() * 1000)
         try:
             with self._store.transaction() as tx:
                 tx.ensure_kling_calls_row(account)
                 row = tx.conn.execute(
                     update(s.kling_calls)
-                    .where(c.account == account, or_(c.fetching_until.is_(None), c.fetching_until < now_ms))
-                    .values(fetching_by=holder, fetching_until=now_ms + int(turn.total_seconds() * 1000))
+                    .where(
+                        c.account == account,
+                        or_(
+                            c.fetching_until.is_(None),
+                            c.fetching_until < now_ms,
+                            # Set by a machine whose clock runs far ahead of this one's: without
+                            # this, its turn (if it died) would block for the difference.
+                            c.fetching_until > now_ms + turn_ms,
+                        ),
+                    )
+                    .values(fetching_by=holder, fetching_until=now_ms + turn_ms)
                     .returning(c.last_call_at)
                 ).first()
         except SQLAlchemyError as exc:
@@ -110,20 +130,36 @@ class StoredKlingCalls:
         called: bool,
         packs: Sequence[ResourcePack] | None = None,
         fetched_at: datetime | None = None,
+        failure: KlingError | None = None,
     ) -> None:
-        """Give the turn back; `called`: Kling was asked (the next call waits a second from
-        now); `packs`: its answer, stored for every process in the same transaction, so the
-        next holder sees the answer as soon as it can take the turn."""
+        """Give the turn back. `called`: Kling was asked, so the next call waits a second from
+        now; `packs`: its answer, or `failure`: why there is none, stored for every process in
+        the same transaction, so the next holder sees them as soon as it can take the turn."""
         c = s.kling_calls.c
-        values: dict[str, object] = {"fetching_by": None, "fetching_until": None}
-        if called:
-            values["last_call_at"] = to_ms(now)
+        now_ms = to_ms(now)
         try:
             with self._store.transaction() as tx:
                 if packs is not None and fetched_at is not None:
                     tx.store_answer(account, packs, fetched_at)
+                if called:
+                    # Whoever holds the turn now: a request was made, the next one waits.
+                    tx.conn.execute(
+                        update(s.kling_calls)
+                        .where(c.account == account, or_(c.last_call_at.is_(None), c.last_call_at < now_ms))
+                        .values(last_call_at=now_ms)
+                    )
+                if failure is not None:
+                    tx.conn.execute(
+                        update(s.kling_calls)
+                        .where(c.account == account)
+                        .values(
+                            failed_at=now_ms, failure=failure.describe()[:1000], failure_kind=type(failure).__name__
+                        )
+                    )
                 tx.conn.execute(
-                    update(s.kling_calls).where(c.account == account, c.fetching_by == holder).values(values)
+                    update(s.kling_calls)
+                    .where(c.account == account, c.fetching_by == holder)
+                    .values(fetching_by=None, fetching_until=None)
                 )
         except SQLAlchemyError as exc:
             self._database_failed(exc)

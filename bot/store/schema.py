@@ -111,6 +111,9 @@ outbox = Table(
     # Slack: the channel's history is searched for that id before it is posted again.
     Column("posting", Text),
     Column("posting_at", BigInteger),
+    # Since version 7: which process's claim this is (claimed_until says until when), so a
+    # process whose claim lapsed cannot act on rows another process has taken since.
+    Column("claimed_by", Text),
     # Since version 7: owed for longer than OUTBOX_GIVE_UP_DAYS and no longer retried (kept,
     # with last_error saying why, and reported; never silently dropped).
     Column("given_up_at", BigInteger),
@@ -186,6 +189,11 @@ kling_calls = Table(
     Column("fetching_until", BigInteger),
     # When the last request to Kling ended: the next may start a second later.
     Column("last_call_at", BigInteger),
+    # The last failed call (when no answer came since): when, what was said, and the error's
+    # class, so the processes that waited for it do not each ask a failing Kling again.
+    Column("failed_at", BigInteger),
+    Column("failure", Text),
+    Column("failure_kind", Text),
 )
 
 
@@ -368,7 +376,7 @@ def _v6(conn: Connection) -> None:
 def _v7(conn: Connection) -> None:
     """Exactly once through a crash (the attempt id in the message), giving up after days,
     and Kling's answers shared between processes."""
-    for column in ("posting TEXT", "posting_at BIGINT", "given_up_at BIGINT"):
+    for column in ("posting TEXT", "posting_at BIGINT", "claimed_by TEXT", "given_up_at BIGINT"):
         conn.exec_driver_sql(f"ALTER TABLE outbox ADD COLUMN {column}")
     kling_calls.create(conn)
 
