@@ -575,9 +575,16 @@ class Tx:
             s.outbox.c.next_attempt_at <= now_ms,
             unclaimed,
         )
+        # PostgreSQL: rows another process is claiming right now are skipped, not waited on
+        # (waiting, then re-checking the condition, would find them taken and claim nothing,
+        # ending that process's pass while work is left). SQLite claims one process at a time.
         candidates = (
             self.conn.execute(
-                select(s.outbox.c.id).where(due).order_by(s.outbox.c.next_attempt_at, s.outbox.c.id).limit(limit)
+                select(s.outbox.c.id)
+                .where(due)
+                .order_by(s.outbox.c.next_attempt_at, s.outbox.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
             )
             .scalars()
             .all()
