@@ -129,9 +129,10 @@ def _parser() -> argparse.ArgumentParser:
         "signed token); the Slack token and its scopes against the manifest; the Socket Mode app token when "
         "SLACK_APP_TOKEN is set; DIGEST_CHANNEL and ALERT_CHANNEL, and whether deliveries to them (and DMs) "
         "are failing and why; the database (reachable, schema version, owed, stuck and given-up messages, the "
-        "last successful poll). One line per check, with what to do when it fails. Changes nothing: posts "
-        "nothing unless --post-test, never creates or migrates the database, prints no secret. Exit 0 when "
-        "every check passes (warnings included), 1 otherwise.",
+        "last successful poll). One line per check, with what to do when it fails. Posts nothing unless "
+        "--post-test, never creates or migrates the database (it only notes its Kling call there, so a running "
+        "bot keeps a second after it), prints no secret. Exit 0 when every check passes (warnings included), "
+        "1 otherwise.",
     )
     doctor.add_argument(
         "--post-test",

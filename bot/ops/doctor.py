@@ -1,8 +1,10 @@
 """`kling-bot doctor`: the checks an operator would otherwise make by hand, one line each.
 
 Every check yields a `Result`: ok, warn (worth knowing, not a failure) or FAIL, with a
-one-line detail and, when it is not ok, what to do. Doctor changes nothing: the database is
-read, never created or migrated, and nothing is posted unless `--post-test` asks for it.
+one-line detail and, when it is not ok, what to do. Doctor changes nothing that matters: the
+database is read, never created or migrated (its Kling calls take the account's turn and note
+when they ended, so a running bot keeps its second after them), and nothing is posted unless
+`--post-test` asks for it.
 
 No secret is printed. The checks only ever name settings and hosts, and every line is also
 passed through `Doctor.redact`, which masks the value of each secret setting (tokens, keys,
