@@ -18,22 +18,18 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-from sqlalchemy import create_engine, event, insert, text  # noqa: E402
+from sqlalchemy import create_engine, insert, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from benchmarks.bench_forecast import pack_state_rows  # noqa: E402
+from benchmarks.bench_forecast import counted, pack_state_rows  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.domain.packs import PackStatus, ResourcePack  # noqa: E402
 from bot.ops.http import metrics_server  # noqa: E402
@@ -103,21 +99,6 @@ def fill(store: Store, packs: list[ResourcePack]) -> int:
         tx.mark_sent([r.id for r in claimed[:SENT]], NOW, "1.0")
         tx.mark_failed([r.id for r in claimed[SENT:]], "Slack: not_in_channel", NOW + timedelta(minutes=5))
     return len(rows)
-
-
-@contextmanager
-def counted(store: Store) -> Iterator[Counter[str]]:
-    counts: Counter[str] = Counter()
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        words = statement.split()
-        counts[" ".join(words[:2]) if words else "?"] += 1
-
-    event.listen(store.engine, "before_cursor_execute", count)
-    try:
-        yield counts
-    finally:
-        event.remove(store.engine, "before_cursor_execute", count)
 
 
 def ms(times: list[float]) -> str:

@@ -37,7 +37,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +54,7 @@ import httpx  # noqa: E402
 from sqlalchemy import create_engine, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from benchmarks.bench_check import postgres_urls, sqlite_urls  # noqa: E402
 from bot.store import schema  # noqa: E402
 from bot.store.db import Store, normalize_url  # noqa: E402
 from tests.conftest import bot_env  # noqa: E402
@@ -86,35 +86,23 @@ def databases(force_sqlite: bool) -> Iterator[tuple[str, Callable[[], str]]]:
     """(description, fresh): `fresh()` hands out a new, empty database URL; all are removed afterwards."""
     server = "" if force_sqlite else os.environ.get("TEST_POSTGRES_URL", "").strip()
     if not server:
-        with tempfile.TemporaryDirectory(prefix="kling-bench-replicas-db-") as tmp:
-            numbers = iter(range(1_000_000))
-            why = "--sqlite" if force_sqlite else "TEST_POSTGRES_URL is unset"
+        why = "--sqlite" if force_sqlite else "TEST_POSTGRES_URL is unset"
+        with sqlite_urls() as fresh:
             yield (
                 f"SQLite, a temporary file per run ({why}; a real multi-replica deployment would use PostgreSQL)",
-                lambda: f"sqlite:///{Path(tmp) / f'replicas-{next(numbers)}.db'}",
+                fresh,
             )
         return
     admin_url = normalize_url(server)
+    host = make_url(admin_url).set(database=None).render_as_string(hide_password=True)
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    created: list[str] = []
-
-    def fresh() -> str:
-        name = f"kling_bench_{uuid.uuid4().hex[:12]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        created.append(name)
-        return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
     try:
-        host = make_url(admin_url).set(database=None).render_as_string(hide_password=True)
         with admin.connect() as conn:
             version = conn.execute(text("SHOW server_version")).scalar()
-        yield f"PostgreSQL {version} on {host}, a new database per run (dropped at the end)", fresh
     finally:
-        with admin.connect() as conn:
-            for name in created:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+    with postgres_urls(server) as fresh:
+        yield f"PostgreSQL {version} on {host}, a new database per run (dropped at the end)", fresh
 
 
 def owe_dms(url: str, users: Sequence[str]) -> None:
