@@ -195,8 +195,7 @@ class Notifier:
         finally:
             # Whatever was not tried (a long pass, or an error that escaped) goes back at once
             # instead of staying claimed until the lease lapses.
-            left = [row.id for group, _ in messages[done:] for row in group]
-            left_ids = set(left) | {row.id for row in claimed if row.id in claim.unsettled}
+            left_ids = {row.id for group, _ in messages[done:] for row in group} | claim.unsettled
             if left_ids:
                 with self._store.transaction() as tx:
                     tx.release(sorted(left_ids), claimer=claim.token)

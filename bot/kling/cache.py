@@ -190,10 +190,11 @@ class PackCache:
         started = self._clock.monotonic()
         waited_on_other = False
         while True:
-            found = self._shared_fresh(asked_at, refresh=refresh)
+            state = self._shared.latest(self._account)
+            found = self._shared_fresh(state, asked_at, refresh=refresh)
             if found is not None:
                 return found
-            failure = self._shared_failure(asked_at, refresh=refresh)
+            failure = self._shared_failure(state, asked_at, refresh=refresh)
             if failure is not None:
                 return self._stale_or_raise(failure)
             if not refresh and self._last_failure is not None and self._last_failure[0] >= asked - FAILURE_REUSE_S:
@@ -208,11 +209,10 @@ class PackCache:
                 return self._while_busy(refresh=refresh, wait_s=wait_s)
             self._clock.sleep(TURN_POLL_S)
 
-    def _shared_fresh(self, asked_at: datetime, *, refresh: bool) -> Snapshot | None:
+    def _shared_fresh(self, state: SharedState | None, asked_at: datetime, *, refresh: bool) -> Snapshot | None:
         """The stored answer if it counts as fresh: fetched since this caller asked, or (but
         for a refresh) within the TTL. Parsed only when it is not the one this process holds."""
         assert self._shared is not None
-        state = self._shared.latest(self._account)
         if state is None or state.fetched_at is None:
             return None
         fetched_at = state.fetched_at
@@ -231,10 +231,8 @@ class PackCache:
         self._adopt(snapshot, age_s=(now - snapshot.fetched_at).total_seconds())
         return snapshot
 
-    def _shared_failure(self, asked_at: datetime, *, refresh: bool) -> KlingError | None:
+    def _shared_failure(self, state: SharedState | None, asked_at: datetime, *, refresh: bool) -> KlingError | None:
         """The failure another process met, with no answer since, if it counts for this caller."""
-        assert self._shared is not None
-        state = self._shared.latest(self._account)
         if state is None or state.failed_at is None or state.error is None:
             return None
         if state.fetched_at is not None and state.fetched_at >= state.failed_at:
@@ -254,7 +252,7 @@ class PackCache:
         try:
             # An answer may have been stored between the look before taking the turn and
             # taking it (the holder stores it and gives the turn back in one transaction).
-            found = self._shared_fresh(asked_at, refresh=refresh)
+            found = self._shared_fresh(self._shared.latest(self._account), asked_at, refresh=refresh)
             if found is not None:
                 return found
             # A second after the last request to this account, whichever process made it.
